@@ -1,0 +1,1 @@
+"""PostgreSQL users, argon2id hashing, JWT tokens and the upstream HTTP client."""

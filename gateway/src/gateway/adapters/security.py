@@ -1,0 +1,80 @@
+"""argon2id password hashes and HS256 access tokens (RFC 7519)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from uuid import UUID
+
+import jwt
+from argon2 import PasswordHasher as Argon2
+from argon2 import Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from gateway.domain.errors import InvalidToken
+from gateway.domain.model import Principal, Role, User
+from gateway.service_layer.ports import AccessToken
+
+
+class Argon2Hasher:
+    """argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile) unless told otherwise.
+
+    Hashing is CPU-bound for tens of milliseconds, so it runs in a worker thread, never on the loop.
+    """
+
+    def __init__(self, *, time_cost: int | None = None, memory_cost: int | None = None) -> None:
+        params = {k: v for k, v in {"time_cost": time_cost, "memory_cost": memory_cost}.items() if v is not None}
+        self._argon2 = Argon2(type=Type.ID, **params)
+        self._decoy = self._argon2.hash("decoy password, never matches")
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._argon2.hash, password)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        return await asyncio.to_thread(self._verify, password_hash, password)
+
+    async def burn(self, password: str) -> None:
+        await asyncio.to_thread(self._verify, self._decoy, password)
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._argon2.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+
+class JwtTokens:
+    ALGORITHM = "HS256"
+
+    def __init__(self, *, secret: str, ttl_seconds: int, issuer: str, clock=time.time) -> None:
+        self._secret = secret
+        self._ttl = ttl_seconds
+        self._issuer = issuer
+        self._clock = clock
+
+    def issue(self, user: User) -> AccessToken:
+        now = int(self._clock())
+        claims = {
+            "sub": str(user.id),
+            "email": user.email,
+            "role": user.role.value,
+            "iss": self._issuer,
+            "iat": now,
+            "exp": now + self._ttl,
+        }
+        return AccessToken(access_token=jwt.encode(claims, self._secret, algorithm=self.ALGORITHM), expires_in=self._ttl)
+
+    def decode(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[self.ALGORITHM], issuer=self._issuer,
+                options={"require": ["sub", "exp", "iat", "iss", "role", "email"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("token has expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise InvalidToken(str(exc) or type(exc).__name__) from None
+        try:
+            return Principal(user_id=UUID(claims["sub"]), email=str(claims["email"]), role=Role(claims["role"]))
+        except (ValueError, TypeError):
+            raise InvalidToken("malformed claims") from None

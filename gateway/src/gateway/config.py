@@ -1,0 +1,45 @@
+"""Gateway settings, read from ``GATEWAY_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from emporium_kit.settings import ServiceSettings, env_prefix
+
+# A development-only signing key. Every real deployment MUST set GATEWAY_JWT_SECRET to a random
+# value of at least 32 bytes (e.g. `python -c "import secrets; print(secrets.token_urlsafe(48))"`).
+DEV_JWT_SECRET = "emporium-dev-only-jwt-secret-change-me-in-every-deployment"
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = env_prefix("gateway")
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/gateway"
+    port: int = 8000
+    db_pool_size: int = 5
+
+    jwt_secret: str = Field(DEV_JWT_SECRET, description="HS256 signing key; MUST be changed outside development.")
+    jwt_ttl_seconds: int = Field(3600, gt=0)
+    jwt_issuer: str = "emporium-gateway"
+
+    catalog_url: str = "http://127.0.0.1:8001"
+    inventory_url: str = "http://127.0.0.1:8002"
+    orders_url: str = "http://127.0.0.1:8003"
+    payments_url: str = "http://127.0.0.1:8004"
+    notifications_url: str = "http://127.0.0.1:8005"
+    upstream_timeout_seconds: float = Field(5.0, gt=0)
+    upstream_max_connections: int = Field(200, gt=0)
+    ready_timeout_seconds: float = Field(1.0, gt=0)
+
+    admin_email: str = "admin@emporium.local"
+    admin_password: str = "admin-password-change-me"
+    admin_name: str = "Emporium Admin"
+
+    def upstream_urls(self) -> dict[str, str]:
+        return {
+            "catalog": self.catalog_url,
+            "inventory": self.inventory_url,
+            "orders": self.orders_url,
+            "payments": self.payments_url,
+            "notifications": self.notifications_url,
+        }

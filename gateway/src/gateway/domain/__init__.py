@@ -1,0 +1,1 @@
+"""Plain Python: users, roles, the principal behind a request, and the named errors."""

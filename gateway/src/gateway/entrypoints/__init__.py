@@ -1,0 +1,1 @@
+"""HTTP routes: translate requests into commands or upstream calls, and answers back."""

@@ -1,0 +1,1 @@
+"""Handlers and the ports they need (user store, password hasher, token issuer)."""

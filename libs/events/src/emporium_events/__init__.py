@@ -1,0 +1,1 @@
+"""Emporium's messaging plumbing: contracts, envelope, topics, outbox, inbox, Kafka clients."""

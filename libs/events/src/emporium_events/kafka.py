@@ -1,0 +1,200 @@
+"""Kafka producer and the batching, idempotent consumer every service uses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from opentelemetry import trace
+from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from emporium_events import tracing
+from emporium_events.contracts import Event
+from emporium_events.envelope import Envelope, UndecodableMessage, decode
+from emporium_events.metrics import MessagingMetrics
+from emporium_events.outbox import UnitOfWork
+from emporium_events.topics import dlq
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, Envelope, Any], Awaitable[None]]
+"""``async def handler(event, envelope, uow)``: the event parsed into its contract."""
+
+
+class PermanentError(Exception):
+    """Raised by a handler for an event that can never succeed: it goes to the DLQ at once."""
+
+
+# Errors that say "the database or network is away": retried without limit (the partition waits),
+# never dead-lettered, because the message itself is fine.
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError)
+
+
+def make_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        request_timeout_ms=15000,
+    )
+
+
+class EventConsumer:
+    """Consumes batches, handles each event in its own transaction, commits offsets per batch.
+
+    De-duplication key: ``(name, envelope.event_id)`` in the inbox table, claimed in the same
+    transaction as the handler's effect. Offsets are committed only after every transaction of
+    the batch has committed, so a crash replays the batch and the inbox turns it into no-ops.
+
+    Failures: an undecodable record, an invalid payload or a ``PermanentError`` goes to
+    ``<topic>.dlq`` at once; a transient infrastructure error is retried with backoff for as long
+    as it lasts; any other error is retried ``max_attempts`` times and then dead-lettered.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        bootstrap: str,
+        topics: Sequence[str],
+        handlers: Mapping[str, Handler],
+        uow_factory: Callable[[], UnitOfWork],
+        producer: AIOKafkaProducer,
+        metrics: MessagingMetrics,
+        max_attempts: int = 5,
+        base_backoff: float = 0.05,
+        max_batch: int = 200,
+    ) -> None:
+        self.name = name
+        self._bootstrap = bootstrap
+        self._topics = list(topics)
+        self._handlers = dict(handlers)
+        self._uow_factory = uow_factory
+        self._producer = producer
+        self._metrics = metrics
+        self._max_attempts = max_attempts
+        self._base_backoff = base_backoff
+        self._max_batch = max_batch
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tracer = trace.get_tracer("emporium.consumer")
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *self._topics,
+            bootstrap_servers=self._bootstrap,
+            group_id=self.name,
+            client_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_interval_ms=300_000,
+            metadata_max_age_ms=5_000,
+        )
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def run(self) -> None:
+        assert self._consumer is not None, "start() first"
+        consumer = self._consumer
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+            if consumer.assignment():
+                self.ready.set()
+            if not batch:
+                continue
+            offsets: dict[TopicPartition, int] = {}
+            for tp, records in batch.items():
+                for record in records:
+                    await self._process(record)
+                    offsets[tp] = record.offset + 1
+            await consumer.commit(offsets)
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        started = time.perf_counter()
+        outcome = await self._process_with_retries(record)
+        self._metrics.consumed.labels(record.topic, outcome).inc()
+        self._metrics.handle_seconds.labels(record.topic).observe(time.perf_counter() - started)
+
+    async def _process_with_retries(self, record: ConsumerRecord[bytes, bytes]) -> str:
+        try:
+            envelope = decode(record.value)
+            event = envelope.event()
+        except (UndecodableMessage, ValidationError) as exc:
+            await self._dead_letter(record, exc, attempts=1)
+            return "dead_lettered"
+        if event is None or envelope.event_type not in self._handlers:
+            return "ignored"
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._handle_once(record, envelope, event)
+            except asyncio.CancelledError:
+                raise
+            except PermanentError as exc:
+                await self._dead_letter(record, exc, attempts=attempt)
+                return "dead_lettered"
+            except TRANSIENT as exc:
+                delay = min(self._base_backoff * 2 ** min(attempt, 8), 5.0)
+                log.warning("%s: transient error on %s (attempt %d), retrying in %.2fs: %s",
+                            self.name, envelope.event_type, attempt, delay, exc)
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                if attempt >= self._max_attempts:
+                    log.exception("%s: giving up on %s after %d attempts", self.name, envelope.event_type, attempt)
+                    await self._dead_letter(record, exc, attempts=attempt)
+                    return "dead_lettered"
+                delay = self._base_backoff * 2**attempt
+                log.warning("%s: %s failed (attempt %d), retrying in %.2fs: %r",
+                            self.name, envelope.event_type, attempt, delay, exc)
+                await asyncio.sleep(delay)
+
+    async def _handle_once(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, event: Event) -> str:
+        parent = tracing.context_from_carrier(tracing.carrier_from_headers(record.headers))
+        with self._tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.operation.type": "process",
+                "messaging.consumer.group.name": self.name,
+                "messaging.message.id": str(envelope.event_id),
+                "messaging.kafka.offset": record.offset,
+                "messaging.destination.partition.id": str(record.partition),
+            },
+        ):
+            async with self._uow_factory() as uow:
+                uow.causation = envelope
+                if not await uow.claim(consumer=self.name, envelope=envelope):
+                    return "duplicate"
+                await self._handlers[envelope.event_type](event, envelope, uow)
+                await uow.commit()
+        return "handled"
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *, attempts: int) -> None:
+        log.error("%s: dead-lettering %s[%d]@%d: %r", self.name, record.topic, record.partition, record.offset, exc)
+        headers = list(record.headers or ()) + [
+            ("dlq.error", repr(exc)[:2000].encode()),
+            ("dlq.error_type", type(exc).__name__.encode()),
+            ("dlq.source_topic", record.topic.encode()),
+            ("dlq.source_partition", str(record.partition).encode()),
+            ("dlq.source_offset", str(record.offset).encode()),
+            ("dlq.attempts", str(attempts).encode()),
+            ("dlq.consumer", self.name.encode()),
+        ]
+        await self._producer.send_and_wait(dlq(record.topic), key=record.key, value=record.value, headers=headers)

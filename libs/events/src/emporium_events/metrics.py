@@ -1,0 +1,55 @@
+"""Prometheus metrics of the messaging plumbing, named ``emporium_<service>_<noun>_<unit|total>``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True)
+class MessagingMetrics:
+    published: Counter
+    consumed: Counter
+    handle_seconds: Histogram
+    outbox_backlog: Gauge
+    outbox_oldest_seconds: Gauge
+
+    @classmethod
+    def for_service(cls, service: str, registry: CollectorRegistry = REGISTRY) -> MessagingMetrics:
+        """One set per service and registry (a process may build its app more than once in tests)."""
+        key = (service, id(registry))
+        if key not in _BUILT:
+            _BUILT[key] = cls._build(service, registry)
+        return _BUILT[key]
+
+    @classmethod
+    def _build(cls, service: str, registry: CollectorRegistry) -> MessagingMetrics:
+        p = f"emporium_{service}"
+        return cls(
+            published=Counter(
+                f"{p}_events_published", "Events relayed from the outbox to Kafka.", ["topic"],
+                registry=registry,
+            ),
+            consumed=Counter(
+                f"{p}_events_consumed",
+                "Events taken from Kafka, by outcome (handled, duplicate, ignored, dead_lettered).",
+                ["topic", "outcome"],
+                registry=registry,
+            ),
+            handle_seconds=Histogram(
+                f"{p}_event_handle_seconds", "Time to handle one event, transaction included.",
+                ["topic"], registry=registry,
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            ),
+            outbox_backlog=Gauge(
+                f"{p}_outbox_backlog_events", "Outbox rows not yet published.", registry=registry
+            ),
+            outbox_oldest_seconds=Gauge(
+                f"{p}_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row.",
+                registry=registry,
+            ),
+        )
+
+
+_BUILT: dict[tuple[str, int], MessagingMetrics] = {}

@@ -1,0 +1,251 @@
+"""Transactional outbox, inbox de-duplication and the unit of work that writes both.
+
+A handler's state change and the events it emits commit in one PostgreSQL transaction; the
+relay publishes unsent outbox rows to Kafka afterwards. Consumers claim ``(consumer, event_id)``
+in the inbox in the same transaction as their effect, so a redelivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Self
+from uuid import UUID
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from emporium_events import tracing
+from emporium_events.contracts import Event
+from emporium_events.envelope import Envelope
+from emporium_events.metrics import MessagingMetrics
+from emporium_events.topics import topic_for
+
+log = logging.getLogger(__name__)
+
+messaging_metadata = sa.MetaData()
+
+outbox = sa.Table(
+    "outbox",
+    messaging_metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("envelope", JSONB, nullable=False),
+    sa.Column("trace_headers", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Index("outbox_unsent", "id", postgresql_where=sa.text("sent_at IS NULL")),
+)
+
+inbox = sa.Table(
+    "inbox",
+    messaging_metadata,
+    sa.Column("consumer", sa.Text, primary_key=True),
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+
+class UnitOfWork:
+    """One database transaction: the aggregate change, the inbox claim and the outbox rows.
+
+    Only the unit of work commits. After a commit that wrote outbox rows it wakes the relay.
+    Services subclass it to add their repositories (built from ``self.session``).
+    """
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        *,
+        producer_name: str,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._session_factory = session_factory
+        self.producer_name = producer_name
+        self._on_commit = on_commit
+        self.causation: Envelope | None = None
+        self._published = 0
+
+    async def __aenter__(self) -> Self:
+        self.session = self._session_factory()
+        await self.session.begin()
+        self._published = 0
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # Anything not committed explicitly is rolled back.
+        await self.session.rollback()
+        await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        if self._published:
+            self._published = 0
+            self._on_commit()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+
+    async def claim(self, *, consumer: str, envelope: Envelope) -> bool:
+        """Record the event as seen by ``consumer``; False when it was seen before (a duplicate)."""
+        result = await self.session.execute(
+            insert(inbox)
+            .values(consumer=consumer, event_id=envelope.event_id, event_type=envelope.event_type)
+            .on_conflict_do_nothing()
+            .returning(inbox.c.event_id)
+        )
+        return result.first() is not None
+
+    async def publish(
+        self, event: Event, *, aggregate_id: UUID | str, correlation_id: str | None = None
+    ) -> Envelope:
+        """Add ``event`` to the outbox in this transaction; saga correlation follows the cause."""
+        cause = self.causation
+        envelope = Envelope.wrap(
+            event,
+            producer=self.producer_name,
+            aggregate_id=str(aggregate_id),
+            correlation_id=correlation_id or (cause.correlation_id if cause else None) or str(aggregate_id),
+            causation_id=str(cause.event_id) if cause else None,
+        )
+        await self.session.execute(
+            sa.insert(outbox).values(
+                event_id=envelope.event_id,
+                topic=topic_for(envelope.event_type),
+                key=envelope.aggregate_id,
+                event_type=envelope.event_type,
+                envelope=envelope.model_dump(mode="json"),
+                trace_headers=tracing.current_carrier(),
+            )
+        )
+        self._published += 1
+        return envelope
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows to Kafka, oldest first, and marks them sent.
+
+    Woken by ``notify()`` right after a commit that wrote rows; a sweep every ``sweep_interval``
+    seconds catches rows written by another process or left by a crash. Rows are locked with
+    ``FOR UPDATE SKIP LOCKED`` so replicas never publish the same row at the same time; a crash
+    between the Kafka ack and the ``sent_at`` update publishes the row again, which the
+    consumers' inbox absorbs (at-least-once, never lost).
+    """
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        *,
+        metrics: MessagingMetrics,
+        batch_size: int = 500,
+        sweep_interval: float = 1.0,
+    ) -> None:
+        self._session_factory = session_factory
+        self._producer = producer
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._sweep_interval = sweep_interval
+        self._wake = asyncio.Event()
+        self._tracer = trace.get_tracer("emporium.outbox")
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                while await self.publish_batch() == self._batch_size:
+                    pass
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Kafka or the database is unreachable: keep the rows, try later.
+                log.exception("outbox relay failed; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._sweep_interval)
+            except TimeoutError:
+                await self._observe_backlog()
+            self._wake.clear()
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch; returns how many rows were sent."""
+        async with self._session_factory() as session, session.begin():
+            rows = (
+                await session.execute(
+                    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.envelope, outbox.c.trace_headers)
+                    .where(outbox.c.sent_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            futures = []
+            for row in rows:
+                futures.append(await self._send(row))
+            await asyncio.gather(*futures)
+            await session.execute(
+                sa.update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(sent_at=sa.func.now())
+            )
+        for row in rows:
+            self._metrics.published.labels(row.topic).inc()
+        return len(rows)
+
+    async def _send(self, row: sa.Row[Any]) -> asyncio.Future[Any]:
+        parent = tracing.context_from_carrier(row.trace_headers)
+        with self._tracer.start_as_current_span(
+            f"{row.topic} publish",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": row.topic,
+                "messaging.operation.type": "publish",
+                "messaging.message.id": str(row.envelope["event_id"]),
+            },
+        ):
+            headers = [("event_type", row.envelope["event_type"].encode())]
+            headers += [(k, v.encode()) for k, v in tracing.current_carrier().items()]
+            return await self._producer.send(
+                row.topic,
+                key=row.key.encode(),
+                value=_json_bytes(row.envelope),
+                headers=headers,
+            )
+
+    async def _observe_backlog(self) -> None:
+        count, oldest = await backlog(self._session_factory)
+        self._metrics.outbox_backlog.set(count)
+        self._metrics.outbox_oldest_seconds.set(oldest)
+
+
+async def backlog(session_factory: async_sessionmaker[AsyncSession]) -> tuple[int, float]:
+    """(unsent rows, age in seconds of the oldest unsent row)."""
+    async with session_factory() as session:
+        count, oldest = (
+            await session.execute(
+                sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(outbox.c.sent_at.is_(None))
+            )
+        ).one()
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+    return count, age
+
+
+def _json_bytes(envelope: dict[str, Any]) -> bytes:
+    return json.dumps(envelope, separators=(",", ":")).encode()

@@ -1,0 +1,1 @@
+"""Service defaults shared by every Emporium service: settings, database, errors, health, metrics."""

@@ -1,0 +1,188 @@
+"""A service's running parts: database, Kafka producer, outbox relay and consumers.
+
+Built in the FastAPI lifespan (never at import time) and closed on shutdown. Kafka may be
+unreachable when a service starts: the service still serves HTTP, reports not ready, and
+connects in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Generic, Protocol, TypeVar
+
+import sqlalchemy as sa
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from fastapi import APIRouter, FastAPI
+
+from emporium_events import topics
+from emporium_events.kafka import EventConsumer, Handler, make_producer
+from emporium_events.metrics import MessagingMetrics
+from emporium_events.outbox import OutboxRelay, UnitOfWork
+from emporium_kit import observability, problems
+from emporium_kit.db import make_engine, make_session_factory
+from emporium_kit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+U = TypeVar("U", bound=UnitOfWork)
+
+TOPIC_PARTITIONS = 3
+
+
+class Resource(Protocol):
+    """Something a service opens at start-up and closes at shutdown (an HTTP client, say)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """One consumer group: its name (also the inbox key), topics and handler table."""
+
+    name: str
+    topics: Sequence[str]
+    handlers: Mapping[str, Handler]
+
+
+@dataclass
+class Runtime(Generic[U]):
+    service: str
+    settings: ServiceSettings
+    uow_class: type[U]
+    consumers: Sequence[ConsumerSpec] = ()
+    resources: list[Resource] = field(default_factory=list)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _running: list[EventConsumer] = field(default_factory=list)
+    kafka_connected: bool = False
+
+    async def start(self) -> None:
+        self.metrics = MessagingMetrics.for_service(self.service)
+        self.engine = make_engine(self.settings.database_url, pool_size=self.settings.db_pool_size)
+        self.session_factory = make_session_factory(self.engine)
+        self.producer = make_producer(self.settings.kafka_bootstrap, client_id=self.service)
+        self.relay = OutboxRelay(
+            self.session_factory, self.producer, metrics=self.metrics,
+            sweep_interval=self.settings.relay_sweep_seconds,
+        )
+        for resource in self.resources:
+            await resource.start()
+        self._tasks.append(asyncio.create_task(self._connect(), name=f"{self.service}-kafka"))
+
+    def uow(self) -> U:
+        return self.uow_class(self.session_factory, producer_name=self.service, on_commit=self.relay.notify)
+
+    async def _connect(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await ensure_topics(self.settings.kafka_bootstrap)
+                await self.producer.start()
+                break
+            except (KafkaError, OSError) as exc:
+                log.warning("%s: Kafka not reachable yet (%s); retrying in %.1fs", self.service, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.kafka_connected = True
+        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.service}-relay"))
+        for spec in self.consumers:
+            consumer = EventConsumer(
+                name=spec.name, bootstrap=self.settings.kafka_bootstrap, topics=spec.topics,
+                handlers=spec.handlers, uow_factory=self.uow, producer=self.producer, metrics=self.metrics,
+            )
+            await consumer.start()
+            self._running.append(consumer)
+            self._tasks.append(asyncio.create_task(self._supervise(consumer), name=spec.name))
+
+    async def _supervise(self, consumer: EventConsumer) -> None:
+        """Run a consumer; if its loop dies on a Kafka error, rebuild it (its offsets are safe)."""
+        while True:
+            try:
+                await consumer.run()
+            except KafkaError as exc:
+                log.warning("%s: consumer stopped on %r; restarting", consumer.name, exc)
+                with suppress(KafkaError):
+                    await consumer.stop()
+                await asyncio.sleep(1.0)
+                await consumer.start()
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {"database": await self._database_ok(), "kafka": self.kafka_connected}
+        for spec in self.consumers:
+            checks[f"consumer:{spec.name}"] = any(c.name == spec.name and c.ready.is_set() for c in self._running)
+        return checks
+
+    async def _database_ok(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), timeout=2)
+            return True
+        except (sa.exc.SQLAlchemyError, OSError, TimeoutError):
+            return False
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        for consumer in self._running:
+            with suppress(KafkaError):
+                await consumer.stop()
+        if self.kafka_connected:
+            await self.producer.stop()
+        for resource in reversed(self.resources):
+            await resource.stop()
+        await self.engine.dispose()
+
+
+async def ensure_topics(bootstrap: str, names: Sequence[str] | None = None) -> None:
+    """Create the event topics and their DLQs if missing (idempotent; any Kafka)."""
+    wanted = list(names or [t for topic in topics.ALL for t in (topic, topics.dlq(topic))])
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(name=n, num_partitions=TOPIC_PARTITIONS, replication_factor=1) for n in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def create_app(
+    *,
+    service: str,
+    runtime: Runtime[Any],
+    routers: Sequence[APIRouter],
+    error_status: Mapping[type[Exception], int] | None = None,
+) -> FastAPI:
+    observability.configure(service, log_level=runtime.settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=f"Emporium {service}", lifespan=lifespan)
+    problems.install(app, error_status or {})
+    observability.instrument(app, service)
+    observability.add_health_routes(app, runtime.ready)
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,23 @@
+"""Settings read from the environment (pydantic-settings); each service uses its own prefix."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Subclass with ``model_config = SettingsConfigDict(env_prefix="ORDERS_")`` and a default port."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db_pool_size: int = 10
+    relay_sweep_seconds: float = 1.0
+    log_level: str = "INFO"
+
+
+def env_prefix(service: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=f"{service.upper()}_", extra="ignore")

@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from catalog.config import CatalogSettings
+from emporium_kit.cli import main as run
+
+
+def main() -> None:
+    run(
+        service="catalog",
+        settings_factory=CatalogSettings,
+        app_factory="catalog.bootstrap:build_app",
+        migrations_dir=Path(__file__).resolve().parents[2] / "migrations",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Command handlers: one aggregate per transaction, events through the outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from catalog.domain.commands import CreateProduct, UpdateProduct
+from catalog.domain.model import DuplicateSku, Product, ProductNotFound
+from catalog.service_layer.unit_of_work import CatalogUnitOfWork
+from emporium_events.contracts import ProductCreated, ProductUpdated
+
+
+async def create_product(cmd: CreateProduct, uow: CatalogUnitOfWork) -> Product:
+    now = datetime.now(UTC)
+    product = Product(
+        id=cmd.product_id, sku=cmd.sku, name=cmd.name, description=cmd.description,
+        price_cents=cmd.price_cents, currency=cmd.currency, category=cmd.category, created_at=now, updated_at=now,
+    )
+    if not await uow.products.add(product):
+        raise DuplicateSku(cmd.sku)
+    await uow.publish(
+        ProductCreated(
+            product_id=product.id, sku=product.sku, name=product.name, price_cents=product.price_cents,
+            currency=product.currency, category=product.category,
+        ),
+        aggregate_id=product.id,
+    )
+    await uow.commit()
+    return product
+
+
+async def update_product(cmd: UpdateProduct, uow: CatalogUnitOfWork) -> Product:
+    product = await uow.products.get_for_update(product_id=cmd.product_id)
+    if product is None:
+        raise ProductNotFound(cmd.product_id)
+    product.revise(
+        name=cmd.name, description=cmd.description, price_cents=cmd.price_cents, currency=cmd.currency,
+        category=cmd.category, at=datetime.now(UTC),
+    )
+    await uow.products.save(product)
+    await uow.publish(
+        ProductUpdated(
+            product_id=product.id, sku=product.sku, name=product.name, price_cents=product.price_cents,
+            currency=product.currency, category=product.category,
+        ),
+        aggregate_id=product.id,
+    )
+    await uow.commit()
+    return product

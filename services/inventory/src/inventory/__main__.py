@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from inventory.config import InventorySettings
+from emporium_kit.cli import main as run
+
+
+def main() -> None:
+    run(
+        service="inventory",
+        settings_factory=InventorySettings,
+        app_factory="inventory.bootstrap:build_app",
+        migrations_dir=Path(__file__).resolve().parents[2] / "migrations",
+    )
+
+
+if __name__ == "__main__":
+    main()

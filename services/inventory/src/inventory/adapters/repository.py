@@ -1,0 +1,72 @@
+"""Loads (with row locks, in product-id order) and saves of stock items and reservations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inventory.adapters.orm import reservations, stock
+from inventory.domain.model import Reservation, ReservationStatus, StockItem
+
+
+class StockRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def ensure(self, *, product_id: UUID, sku: str | None = None) -> None:
+        """Create an empty stock record if there is none (ProductCreated, or an admin's first PUT)."""
+        await self._session.execute(
+            insert(stock).values(product_id=product_id, sku=sku, on_hand=0, reserved=0)
+            .on_conflict_do_update(index_elements=["product_id"], set_={"sku": sa.func.coalesce(sku, stock.c.sku)})
+        )
+
+    async def lock(self, *, product_ids: Iterable[UUID]) -> dict[UUID, StockItem]:
+        ids = sorted(set(product_ids), key=str)
+        rows = (
+            await self._session.execute(
+                sa.select(stock.c.product_id, stock.c.sku, stock.c.on_hand, stock.c.reserved)
+                .where(stock.c.product_id.in_(ids)).order_by(sa.cast(stock.c.product_id, sa.Text)).with_for_update()
+            )
+        ).all()
+        return {r.product_id: StockItem(product_id=r.product_id, sku=r.sku, on_hand=r.on_hand, reserved=r.reserved)
+                for r in rows}
+
+    async def save(self, items: Iterable[StockItem]) -> None:
+        for item in items:
+            await self._session.execute(
+                sa.update(stock).where(stock.c.product_id == item.product_id)
+                .values(on_hand=item.on_hand, reserved=item.reserved, updated_at=sa.func.now())
+            )
+
+
+class ReservationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get_for_update(self, *, order_id: UUID) -> Reservation | None:
+        row = (
+            await self._session.execute(
+                sa.select(reservations).where(reservations.c.order_id == order_id).with_for_update()
+            )
+        ).mappings().first()
+        if row is None:
+            return None
+        return Reservation(
+            order_id=row["order_id"], status=ReservationStatus(row["status"]),
+            lines={UUID(k): v for k, v in row["lines"].items()}, reason=row["reason"],
+        )
+
+    async def save(self, reservation: Reservation) -> None:
+        values = {
+            "status": reservation.status.value,
+            "lines": {str(k): v for k, v in reservation.lines.items()},
+            "reason": reservation.reason,
+        }
+        await self._session.execute(
+            insert(reservations).values(order_id=reservation.order_id, created_at=sa.func.now(), **values)
+            .on_conflict_do_update(index_elements=["order_id"], set_={**values, "updated_at": sa.func.now()})
+        )

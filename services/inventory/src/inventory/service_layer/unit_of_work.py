@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from typing import Self
+
+from emporium_events.outbox import UnitOfWork
+from inventory.adapters.repository import ReservationRepository, StockRepository
+
+
+class InventoryUnitOfWork(UnitOfWork):
+    stock: StockRepository
+    reservations: ReservationRepository
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.stock = StockRepository(self.session)
+        self.reservations = ReservationRepository(self.session)
+        return self

@@ -1,0 +1,95 @@
+"""E-mail delivery, decoupled from event handling: handlers record a PENDING notification in the
+inbox transaction; this sender delivers pending mail over SMTP with retries and backoff, so an
+SMTP outage delays mail but never blocks or dead-letters an event. Delivery is at-least-once:
+a crash between the SMTP answer and the ``SENT`` update can send one mail twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from email.message import EmailMessage
+
+import aiosmtplib
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from notifications.adapters.orm import notifications as n
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 10
+
+
+class SmtpSender:
+    def __init__(self, *, host: str, port: int, sender: str, sessions: Callable[[], async_sessionmaker[AsyncSession]], poll_seconds: float = 2.0) -> None:
+        self._host, self._port, self._from = host, port, sender
+        self._sessions = sessions
+        self._poll = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="smtp-sender")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                while await self.send_due() > 0:
+                    pass
+            except (sa.exc.SQLAlchemyError, OSError) as exc:
+                log.warning("mail sender: database unavailable: %r", exc)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def send_due(self, limit: int = 50) -> int:
+        sessions: async_sessionmaker[AsyncSession] = self._sessions()
+        async with sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    sa.select(n.c.id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts)
+                    .where(n.c.email_status == "PENDING", n.c.next_attempt_at <= sa.func.now())
+                    .order_by(n.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                await self._deliver(session, row)
+        return len(rows)
+
+    async def _deliver(self, session: AsyncSession, row: sa.Row) -> None:
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = self._from, row.email_to, row.subject
+        message.set_content(row.body)
+        try:
+            await aiosmtplib.send(message, hostname=self._host, port=self._port, timeout=5)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            attempts = row.email_attempts + 1
+            status = "FAILED" if attempts >= MAX_ATTEMPTS else "PENDING"
+            delay = min(2**attempts, 300)
+            log.warning("mail to %s failed (attempt %d): %r", row.email_to, attempts, exc)
+            await session.execute(
+                sa.update(n).where(n.c.id == row.id).values(
+                    email_attempts=attempts, email_status=status, email_error=repr(exc)[:500],
+                    next_attempt_at=sa.func.now() + sa.text(f"interval '{delay} seconds'"),
+                )
+            )
+            return
+        await session.execute(
+            sa.update(n).where(n.c.id == row.id).values(
+                email_status="SENT", email_attempts=row.email_attempts + 1, sent_at=sa.func.now()
+            )
+        )

@@ -1,0 +1,35 @@
+"""Wiring: settings, mail sender, runtime, consumers and routes. No I/O until the app starts."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from emporium_kit.runtime import Runtime, create_app
+from notifications.adapters.mailer import SmtpSender
+from notifications.config import NotificationsSettings
+from notifications.entrypoints.consumers import CONSUMERS
+from notifications.entrypoints.http import router
+from notifications.service_layer.unit_of_work import NotificationsUnitOfWork
+
+SERVICE = "notifications"
+
+
+class _NotifyingUnitOfWork(NotificationsUnitOfWork):
+    sender: SmtpSender
+
+    async def commit(self) -> None:
+        await super().commit()
+        self.sender.notify()
+
+
+def build_app(settings: NotificationsSettings | None = None) -> FastAPI:
+    settings = settings or NotificationsSettings()
+    runtime: Runtime[NotificationsUnitOfWork] = Runtime(
+        service=SERVICE, settings=settings, uow_class=NotificationsUnitOfWork, consumers=CONSUMERS
+    )
+    sender = SmtpSender(
+        host=settings.smtp_host, port=settings.smtp_port, sender=settings.mail_from,
+        sessions=lambda: runtime.session_factory,
+    )
+    runtime.resources.append(sender)
+    return create_app(service=SERVICE, runtime=runtime, routers=[router])

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from typing import Self
+
+from emporium_events.outbox import UnitOfWork
+from notifications.adapters.repository import NotificationRepository
+
+
+class NotificationsUnitOfWork(UnitOfWork):
+    notifications: NotificationRepository
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.notifications = NotificationRepository(self.session)
+        return self

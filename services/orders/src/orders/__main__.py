@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from orders.config import OrdersSettings
+from emporium_kit.cli import main as run
+
+
+def main() -> None:
+    run(
+        service="orders",
+        settings_factory=OrdersSettings,
+        app_factory="orders.bootstrap:build_app",
+        migrations_dir=Path(__file__).resolve().parents[2] / "migrations",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Wiring: settings, catalog client, runtime, consumers, routes, error table. No I/O at import."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from emporium_kit.runtime import Runtime, create_app
+from orders.adapters.catalog import CatalogUnavailable, HttpCatalog
+from orders.config import OrdersSettings
+from orders.domain.model import MixedCurrencies, OrderNotFound, UnknownProduct
+from orders.entrypoints.consumers import CONSUMERS
+from orders.entrypoints.http import router
+from orders.service_layer.unit_of_work import OrdersUnitOfWork
+
+SERVICE = "orders"
+
+ERROR_STATUS = {OrderNotFound: 404, UnknownProduct: 422, MixedCurrencies: 422, CatalogUnavailable: 503}
+
+
+def build_app(settings: OrdersSettings | None = None) -> FastAPI:
+    settings = settings or OrdersSettings()
+    catalog = HttpCatalog(settings.catalog_url, timeout=settings.catalog_timeout_seconds)
+    runtime = Runtime(
+        service=SERVICE, settings=settings, uow_class=OrdersUnitOfWork, consumers=CONSUMERS, resources=[catalog]
+    )
+    app = create_app(service=SERVICE, runtime=runtime, routers=[router], error_status=ERROR_STATUS)
+    app.state.catalog = catalog
+    return app

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from typing import Self
+
+from emporium_events.outbox import UnitOfWork
+from orders.adapters.repository import OrderRepository
+
+
+class OrdersUnitOfWork(UnitOfWork):
+    orders: OrderRepository
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.orders = OrderRepository(self.session)
+        return self

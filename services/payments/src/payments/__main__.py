@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from payments.config import PaymentsSettings
+from emporium_kit.cli import main as run
+
+
+def main() -> None:
+    run(
+        service="payments",
+        settings_factory=PaymentsSettings,
+        app_factory="payments.bootstrap:build_app",
+        migrations_dir=Path(__file__).resolve().parents[2] / "migrations",
+    )
+
+
+if __name__ == "__main__":
+    main()

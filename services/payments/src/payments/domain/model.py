@@ -1,0 +1,54 @@
+"""A payment per order: charged once both the order's details and its stock reservation are known."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from uuid import UUID
+
+
+class PaymentStatus(enum.StrEnum):
+    AWAITING = "AWAITING"  # waiting for the order's details or its stock reservation
+    CAPTURED = "CAPTURED"
+    FAILED = "FAILED"
+    REFUNDED = "REFUNDED"
+    VOIDED = "VOIDED"  # the order was cancelled before any charge
+
+
+PAYMENT_DECLINED = "PAYMENT_DECLINED"
+
+
+@dataclass
+class Payment:
+    order_id: UUID
+    payment_id: UUID
+    status: PaymentStatus = PaymentStatus.AWAITING
+    customer_id: UUID | None = None
+    amount_cents: int | None = None
+    currency: str | None = None
+    payment_token: str | None = None
+    stock_reserved: bool = False
+    provider_charge_id: str | None = None
+    provider_refund_id: str | None = None
+    failure_reason: str | None = None
+
+    @property
+    def ready_to_charge(self) -> bool:
+        return self.status is PaymentStatus.AWAITING and self.stock_reserved and self.payment_token is not None
+
+    @property
+    def idempotency_key(self) -> str:
+        """The provider's idempotency key: one charge per order, whatever is redelivered."""
+        return f"charge:{self.order_id}"
+
+    def captured(self, charge_id: str) -> None:
+        self.status, self.provider_charge_id = PaymentStatus.CAPTURED, charge_id
+
+    def failed(self, reason: str) -> None:
+        self.status, self.failure_reason = PaymentStatus.FAILED, reason
+
+    def refunded(self, refund_id: str) -> None:
+        self.status, self.provider_refund_id = PaymentStatus.REFUNDED, refund_id
+
+    def voided(self) -> None:
+        self.status = PaymentStatus.VOIDED

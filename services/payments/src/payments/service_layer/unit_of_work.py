@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from typing import Self
+
+from emporium_events.outbox import UnitOfWork
+from payments.adapters.repository import PaymentRepository
+
+
+class PaymentsUnitOfWork(UnitOfWork):
+    payments: PaymentRepository
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.payments = PaymentRepository(self.session)
+        return self
