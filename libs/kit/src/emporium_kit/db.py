@@ -10,4 +10,4 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autobegin=False)
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,235 @@
+"""Outbox, relay, consumer, inbox and dead letters against the real Kafka broker and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from uuid import UUID, uuid4
+
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from emporium_events import topics
+from emporium_events.contracts import PaymentFailed
+from emporium_events.envelope import Envelope
+from emporium_events.kafka import EventConsumer, PermanentError, make_producer
+from emporium_events.metrics import MessagingMetrics
+from emporium_events.outbox import OutboxRelay, UnitOfWork, backlog, messaging_metadata, outbox
+from emporium_kit.db import make_session_factory
+from emporium_kit.runtime import ensure_topics
+
+effects = sa.Table(
+    "effects", sa.MetaData(), sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("order_id", sa.Uuid, nullable=False),
+)
+
+
+@dataclass
+class Harness:
+    sessions: sa.ext.asyncio.async_sessionmaker
+    producer: object
+    relay: OutboxRelay
+    metrics: MessagingMetrics
+    bootstrap: str
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions, producer_name="test", on_commit=self.relay.notify)
+
+    async def effect_count(self, order_id: UUID) -> int:
+        async with self.sessions() as s:
+            return (await s.execute(sa.select(sa.func.count()).where(effects.c.order_id == order_id))).scalar_one()
+
+    @asynccontextmanager
+    async def consumer(self, handler, *, group: str | None = None, max_attempts: int = 3) -> AsyncIterator[EventConsumer]:
+        consumer = EventConsumer(
+            name=group or f"test-{uuid4().hex[:8]}", bootstrap=self.bootstrap, topics=[topics.PAYMENTS],
+            handlers={PaymentFailed.event_type: handler}, uow_factory=self.uow, producer=self.producer,
+            metrics=self.metrics, max_attempts=max_attempts, base_backoff=0.01,
+        )
+        await consumer.start()
+        task = asyncio.create_task(consumer.run())
+        try:
+            yield consumer
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await consumer.stop()
+
+
+async def record_effect(event: PaymentFailed, _: Envelope, uow: UnitOfWork) -> None:
+    await uow.session.execute(sa.insert(effects).values(order_id=event.order_id))
+
+
+async def eventually(check, *, timeout: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def harness(databases, kafka_bootstrap) -> AsyncIterator[Harness]:
+    url = databases.create("events")
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(messaging_metadata.create_all)
+        await conn.run_sync(effects.metadata.create_all)
+    sessions = make_session_factory(engine)
+    await ensure_topics(kafka_bootstrap)
+    producer = make_producer(kafka_bootstrap, client_id="test")
+    await producer.start()
+    metrics = MessagingMetrics.for_service("eventstest", CollectorRegistry())
+    relay = OutboxRelay(sessions, producer, metrics=metrics, sweep_interval=0.5)
+    h = Harness(sessions=sessions, producer=producer, relay=relay, metrics=metrics, bootstrap=kafka_bootstrap)
+    relay_task = asyncio.create_task(relay.run())
+    yield h
+    relay_task.cancel()
+    await asyncio.gather(relay_task, return_exceptions=True)
+    await producer.stop()
+    await engine.dispose()
+
+
+async def _publish(h: Harness, order_id: UUID, *, commit: bool = True) -> Envelope:
+    async with h.uow() as uow:
+        envelope = await uow.publish(PaymentFailed(order_id=order_id, reason="PAYMENT_DECLINED"), aggregate_id=order_id)
+        if commit:
+            await uow.commit()
+    return envelope
+
+
+async def test_an_event_committed_to_the_outbox_is_relayed_and_handled_once_in_the_same_trace(harness, spans):
+    from opentelemetry import trace
+
+    order_id = uuid4()
+    async with harness.consumer(record_effect):
+        with trace.get_tracer("test").start_as_current_span("place order") as root:
+            await _publish(harness, order_id)
+        assert await eventually(lambda: harness.effect_count(order_id))
+    assert await harness.effect_count(order_id) == 1
+    consumer_spans = [s for s in spans.get_finished_spans() if s.name == "payments.events process"
+                      and s.context.trace_id == root.get_span_context().trace_id]
+    assert consumer_spans, "the consumer's span continues the publisher's trace"
+    assert consumer_spans[0].attributes["messaging.system"] == "kafka"
+    async with harness.sessions() as s:
+        unsent = (await s.execute(sa.select(sa.func.count()).where(outbox.c.sent_at.is_(None)))).scalar_one()
+    assert unsent == 0
+
+
+async def test_a_rolled_back_transaction_leaves_nothing_to_publish(harness):
+    await _publish(harness, uuid4(), commit=False)
+    assert await backlog(harness.sessions) == (0, 0.0)
+    async with harness.sessions() as s:
+        assert (await s.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one() == 0
+
+
+async def test_a_row_written_without_waking_the_relay_is_published_by_the_sweep(harness):
+    order_id = uuid4()
+    envelope = Envelope.wrap(PaymentFailed(order_id=order_id, reason="X"), producer="other", aggregate_id=str(order_id))
+    async with harness.sessions() as s, s.begin():
+        await s.execute(sa.insert(outbox).values(
+            event_id=envelope.event_id, topic=topics.PAYMENTS, key=str(order_id), event_type=envelope.event_type,
+            envelope=envelope.model_dump(mode="json"),
+        ))
+
+    async def sent() -> bool:
+        async with harness.sessions() as s:
+            return (await s.execute(sa.select(outbox.c.sent_at).where(outbox.c.event_id == envelope.event_id))).scalar()
+
+    assert await eventually(sent, timeout=10)
+
+
+async def test_a_redelivered_event_is_acknowledged_and_changes_nothing(harness):
+    order_id = uuid4()
+    envelope = Envelope.wrap(PaymentFailed(order_id=order_id, reason="X"), producer="p", aggregate_id=str(order_id))
+    for _ in range(3):
+        await harness.producer.send_and_wait(topics.PAYMENTS, key=str(order_id).encode(), value=envelope.to_bytes())
+    duplicates = harness.metrics.consumed.labels(topics.PAYMENTS, "duplicate")
+    before = duplicates._value.get()
+    async with harness.consumer(record_effect):
+        assert await eventually(lambda: _gt(lambda: duplicates._value.get(), before + 1.5))
+    assert await harness.effect_count(order_id) == 1
+
+
+async def _gt(value, threshold) -> bool:
+    return value() >= threshold
+
+
+async def test_a_handler_that_fails_once_is_retried_and_its_effect_lands_once(harness):
+    order_id = uuid4()
+    calls = 0
+
+    async def flaky(event, envelope, uow):
+        nonlocal calls
+        await record_effect(event, envelope, uow)
+        if event.order_id != order_id:
+            return
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("first attempt fails after writing")
+
+    async with harness.consumer(flaky):
+        await _publish(harness, order_id)
+        assert await eventually(lambda: harness.effect_count(order_id))
+    assert await harness.effect_count(order_id) == 1
+    assert calls == 2
+
+
+async def _dead_letters(bootstrap: str, order_id: UUID) -> list:
+    consumer = AIOKafkaConsumer(
+        topics.dlq(topics.PAYMENTS), bootstrap_servers=bootstrap, group_id=f"dlq-{uuid4().hex[:6]}",
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    await consumer.start()
+    found = []
+    try:
+        for _ in range(40):
+            batch = await consumer.getmany(timeout_ms=250)
+            for records in batch.values():
+                found += [r for r in records if r.key == str(order_id).encode()]
+            if found:
+                break
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_a_poison_message_goes_to_the_dead_letter_topic_with_the_error_offset_and_attempts(harness):
+    order_id = uuid4()
+    await harness.producer.send_and_wait(topics.PAYMENTS, key=str(order_id).encode(), value=b"{not json")
+    async with harness.consumer(record_effect):
+        letters = await _dead_letters(harness.bootstrap, order_id)
+    assert len(letters) == 1
+    headers = dict(letters[0].headers)
+    assert headers["dlq.error_type"] == b"UndecodableMessage"
+    assert headers["dlq.source_topic"] == topics.PAYMENTS.encode()
+    assert int(headers["dlq.source_offset"]) >= 0
+    assert headers["dlq.attempts"] == b"1"
+    assert letters[0].value == b"{not json"
+
+
+async def test_a_handler_that_always_fails_is_dead_lettered_after_its_attempts_and_the_partition_moves_on(harness):
+    poisoned, healthy = uuid4(), uuid4()
+
+    async def refuse_one(event, envelope, uow):
+        if event.order_id == poisoned:
+            raise RuntimeError("always fails")
+        await record_effect(event, envelope, uow)
+
+    async with harness.consumer(refuse_one, max_attempts=3):
+        await _publish(harness, poisoned)
+        await _publish(harness, healthy)
+        assert await eventually(lambda: harness.effect_count(healthy))
+        letters = await _dead_letters(harness.bootstrap, poisoned)
+    assert dict(letters[0].headers)["dlq.attempts"] == b"3"
+    assert json.loads(letters[0].value)["payload"]["order_id"] == str(poisoned)
+    assert await harness.effect_count(poisoned) == 0
