@@ -1,0 +1,45 @@
+"""A fake unit of work for unit tests of handlers (a fake of our own port, never of Kafka)."""
+
+from __future__ import annotations
+
+from typing import Self
+from uuid import UUID
+
+from emporium_events.contracts import Event
+from emporium_events.envelope import Envelope
+
+
+class FakeUnitOfWork:
+    """Records what a handler published and whether it committed. Subclass to add fake repositories."""
+
+    def __init__(self) -> None:
+        self.published: list[Event] = []
+        self.committed = 0
+        self.causation: Envelope | None = None
+        self._seen: set[tuple[str, UUID]] = set()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def commit(self) -> None:
+        self.committed += 1
+
+    async def rollback(self) -> None:
+        return None
+
+    async def claim(self, *, consumer: str, envelope: Envelope) -> bool:
+        key = (consumer, envelope.event_id)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+    async def publish(self, event: Event, *, aggregate_id: UUID | str, correlation_id: str | None = None) -> Envelope:
+        self.published.append(event)
+        return Envelope.wrap(event, producer="test", aggregate_id=str(aggregate_id))
+
+    def published_types(self) -> list[str]:
+        return [type(e).__name__ for e in self.published]
