@@ -1,0 +1,36 @@
+# Emporium: the two commands are `make run` and `make test`; both install what they need.
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV := uv run --frozen
+PYTEST_FLAGS ?= -q
+
+.PHONY: bootstrap run test unit integration contract e2e lint-imports contract-snapshots clean
+
+bootstrap:
+	@devstack/bin/bootstrap
+
+run: bootstrap ## the whole system on http://127.0.0.1:8000 with demo data; Ctrl-C stops it
+	@$(UV) python -m emporium_devstack run
+
+test: bootstrap lint-imports ## every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
+	@$(UV) pytest $(PYTEST_FLAGS) libs services gateway tests/contract tests/e2e
+
+unit: bootstrap
+	@for p in catalog inventory orders payments notifications; do \
+	  uv run --frozen --package $$p pytest -q services/$$p || exit 1; done
+	@uv run --frozen --package gateway pytest -q gateway/tests
+
+contract: bootstrap
+	@$(UV) pytest $(PYTEST_FLAGS) tests/contract
+
+e2e: bootstrap
+	@$(UV) pytest $(PYTEST_FLAGS) tests/e2e
+
+lint-imports:
+	@$(UV) lint-imports --no-cache
+
+contract-snapshots:
+	@UPDATE_CONTRACT_SNAPSHOTS=1 $(UV) pytest -q tests/contract/test_event_contracts.py
+
+clean:
+	rm -rf .cache/stack
