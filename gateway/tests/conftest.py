@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Callable
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
+import pytest
+import sqlalchemy as sa
 
-from gateway.domain.errors import EmailAlreadyRegistered
-from gateway.domain.model import User
+
+def _unshadow_the_gateway_package() -> None:
+    """Run from the workspace root, pytest's importlib mode names this file ``gateway.tests.conftest``
+    and registers the folder ``gateway/`` as a namespace package ``gateway``, hiding the real one in
+    ``gateway/src/``. Put the real package back before anything imports from it."""
+    shadow = sys.modules.get("gateway")
+    if shadow is not None and getattr(shadow, "__file__", None) is None:
+        del sys.modules["gateway"]
+        importlib.import_module("gateway")
+
+
+_unshadow_the_gateway_package()
+
+from gateway.adapters.security import Argon2Hasher, JwtTokens  # noqa: E402
+from gateway.bootstrap import create_app  # noqa: E402
+from gateway.config import GatewaySettings  # noqa: E402
+from gateway.domain.errors import EmailAlreadyRegistered  # noqa: E402
+from gateway.domain.model import Role, User  # noqa: E402
 
 SERVICE_BY_PORT = {8001: "catalog", 8002: "inventory", 8003: "orders", 8004: "payments", 8005: "notifications"}
 
@@ -38,6 +61,8 @@ class FakeUnitOfWork:
         self._store = store
 
     async def __aenter__(self) -> FakeUnitOfWork:
+        if self._store.broken:
+            raise sa.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
         self.users = FakeUserRepository(self._store.rows)
         return self
 
@@ -57,6 +82,7 @@ class FakeUserStore:
         self.rows: dict[str, User] = {}
         self.commits = 0
         self.is_ready = True
+        self.broken = False
 
     def uow(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
@@ -111,17 +137,6 @@ class FakeServices:
             return reply(request)
         return reply
 
-import time
-import uuid
-from collections.abc import AsyncIterator
-
-import httpx
-import pytest
-
-from gateway.adapters.security import Argon2Hasher, JwtTokens
-from gateway.bootstrap import create_app
-from gateway.config import GatewaySettings
-from gateway.domain.model import Role, User
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 
@@ -162,8 +177,6 @@ async def gateway(
 
 
 def _user(role: Role) -> User:
-    from datetime import UTC, datetime
-
     return User(
         id=uuid.uuid4(), email=f"{role.value}@example.com", name=role.value.title(), role=role,
         password_hash="unused", created_at=datetime.now(UTC),

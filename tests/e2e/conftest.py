@@ -35,7 +35,8 @@ def db(stack: Stack):
 
     def query(name: str, sql: str, **params):
         with engines[name].begin() as conn:
-            return conn.execute(sa.text(sql), params).all()
+            result = conn.execute(sa.text(sql), params)
+            return result.all() if result.returns_rows else result.rowcount
 
     yield query
     for engine in engines.values():

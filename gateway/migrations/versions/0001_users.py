@@ -28,10 +28,10 @@ def upgrade() -> None:
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("password_hash", sa.String(255), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_users"),
-        sa.UniqueConstraint("email", name="uq_users_email"),
-        sa.CheckConstraint("role IN ('customer', 'admin')", name="ck_users_role"),
-        sa.CheckConstraint("email = lower(email)", name="ck_users_email_lower"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sa.UniqueConstraint("email", name=op.f("uq_users_email")),
+        sa.CheckConstraint("role IN ('customer', 'admin')", name=op.f("ck_users_role")),
+        sa.CheckConstraint("email = lower(email)", name=op.f("ck_users_email_lower")),
     )
 
 

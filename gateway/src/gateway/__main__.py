@@ -16,7 +16,7 @@ from gateway.adapters.repository import SqlUserStore
 from gateway.adapters.security import Argon2Hasher, JwtTokens
 from gateway.config import GatewaySettings
 from gateway.domain.commands import SeedAdmin
-from gateway.domain.model import is_valid_email, normalize_email, PASSWORD_MIN_LENGTH
+from gateway.domain.model import PASSWORD_MIN_LENGTH, is_valid_email, normalize_email
 from gateway.service_layer.messagebus import MessageBus
 
 MIGRATIONS = Path(__file__).parents[2] / "migrations"
@@ -28,7 +28,9 @@ async def _seed_admin(settings: GatewaySettings) -> None:
         bus = MessageBus(
             store=store,
             hasher=Argon2Hasher(),
-            tokens=JwtTokens(secret=settings.jwt_secret, ttl_seconds=settings.jwt_ttl_seconds, issuer=settings.jwt_issuer),
+            tokens=JwtTokens(
+                secret=settings.jwt_secret, ttl_seconds=settings.jwt_ttl_seconds, issuer=settings.jwt_issuer
+            ),
         )
         user = await bus.handle(
             SeedAdmin(user_id=uuid.uuid4(), email=settings.admin_email, password=settings.admin_password,
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         migrations.upgrade(settings.database_url, MIGRATIONS)
         return
     if args.command == "seed-admin":
-        if not is_valid_email(normalize_email(settings.admin_email)) or len(settings.admin_password) < PASSWORD_MIN_LENGTH:
+        email_ok = is_valid_email(normalize_email(settings.admin_email))
+        if not email_ok or len(settings.admin_password) < PASSWORD_MIN_LENGTH:
             sys.exit("GATEWAY_ADMIN_EMAIL must be an e-mail address and GATEWAY_ADMIN_PASSWORD at least "
                      f"{PASSWORD_MIN_LENGTH} characters")
         try:

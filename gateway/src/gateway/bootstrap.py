@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -21,7 +22,11 @@ from gateway.adapters.repository import SqlUserStore
 from gateway.adapters.security import Argon2Hasher, JwtTokens
 from gateway.adapters.upstream import Upstreams, UpstreamUnavailable, make_http_client
 from gateway.config import DEV_JWT_SECRET, GatewaySettings
-from gateway.domain.errors import EmailAlreadyRegistered, InvalidCredentials, InvalidToken
+from gateway.domain.errors import (
+    EmailAlreadyRegistered,
+    InvalidCredentials,
+    InvalidToken,
+)
 from gateway.entrypoints.http import NotAuthenticated, UpstreamBadResponse, router
 from gateway.service_layer.messagebus import MessageBus
 from gateway.service_layer.ports import PasswordHasher, UserStore
@@ -47,6 +52,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or GatewaySettings()
     observability.configure(SERVICE, log_level=settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is too many
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,7 +94,7 @@ def create_app(
     return app
 
 
-async def _within(check, timeout: float) -> bool:
+async def _within(check: Awaitable[bool], timeout: float) -> bool:
     try:
         return await asyncio.wait_for(check, timeout)
     except TimeoutError:
@@ -108,6 +114,15 @@ def _install_auth_and_upstream_errors(app: FastAPI) -> None:
     @app.exception_handler(InvalidCredentials)
     async def invalid_credentials(_: Request, exc: InvalidCredentials) -> JSONResponse:
         return problem(401, str(exc), title="InvalidCredentials", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    async def database_unavailable(_: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+        log.warning("user database unavailable: %s", exc.orig or exc)
+        return problem(
+            503, "the user database is unavailable; try again shortly", title="DatabaseUnavailable",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
 
     @app.exception_handler(UpstreamUnavailable)
     async def upstream_unavailable(_: Request, exc: UpstreamUnavailable) -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from uuid import UUID
 
 import jwt
@@ -12,8 +13,7 @@ from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.domain.errors import InvalidToken
-from gateway.domain.model import Principal, Role, User
-from gateway.service_layer.ports import AccessToken
+from gateway.domain.model import AccessToken, Principal, Role, User
 
 
 class Argon2Hasher:
@@ -46,7 +46,9 @@ class Argon2Hasher:
 class JwtTokens:
     ALGORITHM = "HS256"
 
-    def __init__(self, *, secret: str, ttl_seconds: int, issuer: str, clock=time.time) -> None:
+    def __init__(
+        self, *, secret: str, ttl_seconds: int, issuer: str, clock: Callable[[], float] = time.time
+    ) -> None:
         self._secret = secret
         self._ttl = ttl_seconds
         self._issuer = issuer
@@ -62,7 +64,8 @@ class JwtTokens:
             "iat": now,
             "exp": now + self._ttl,
         }
-        return AccessToken(access_token=jwt.encode(claims, self._secret, algorithm=self.ALGORITHM), expires_in=self._ttl)
+        token = jwt.encode(claims, self._secret, algorithm=self.ALGORITHM)
+        return AccessToken(access_token=token, expires_in=self._ttl)
 
     def decode(self, token: str) -> Principal:
         try:

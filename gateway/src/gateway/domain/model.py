@@ -53,3 +53,12 @@ class Principal:
     user_id: UUID
     email: str
     role: Role
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A signed statement of a Principal, good for ``expires_in`` seconds."""
+
+    access_token: str
+    expires_in: int
+    token_type: str = "bearer"

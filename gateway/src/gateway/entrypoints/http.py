@@ -109,17 +109,17 @@ def _relay(response: httpx.Response, service: str) -> Response:
     if status >= 500 and status != 503:
         raise UpstreamBadResponse(service, f"status {status}")
     headers = {k: response.headers[k] for k in _RELAYED_HEADERS if k in response.headers}
+    if status == 503:
+        headers.setdefault("retry-after", "5")
     if status == 204 or not response.content:
         if status == 503:
-            return problem(503, f"the {service} service is not available", headers={"Retry-After": "5", **headers})
+            return problem(503, f"the {service} service is not available", headers=headers)
         return Response(status_code=status, headers=headers)
     media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if not media_type.endswith("json"):
         if status >= 400:
             return problem(status, f"the {service} service answered {status}", headers=headers)
         raise UpstreamBadResponse(service, f"content type {media_type or 'missing'}")
-    if status == 503:
-        headers.setdefault("retry-after", "5")
     return Response(content=response.content, status_code=status, media_type=media_type, headers=headers)
 
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from gateway.domain.commands import LogIn, RegisterUser, SeedAdmin
 from gateway.domain.errors import EmailAlreadyRegistered, InvalidCredentials
-from gateway.domain.model import Role, User, normalize_email
-from gateway.service_layer.ports import AccessToken, PasswordHasher, TokenIssuer, UnitOfWork
+from gateway.domain.model import AccessToken, Role, User, normalize_email
+from gateway.service_layer.ports import PasswordHasher, TokenIssuer, UnitOfWork
 
 
 async def register_user(cmd: RegisterUser, *, uow: UnitOfWork, hasher: PasswordHasher) -> User:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from gateway.domain.model import Principal, User
+from gateway.domain.model import AccessToken, Principal, User
 
 
 class UserRepository(Protocol):
@@ -47,13 +46,6 @@ class PasswordHasher(Protocol):
 
     async def burn(self, password: str) -> None:
         """Spend the time a verification would, so unknown e-mails cost the same as wrong passwords."""
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    access_token: str
-    expires_in: int
-    token_type: str = "bearer"
 
 
 class TokenIssuer(Protocol):

@@ -1,0 +1,238 @@
+import json
+import uuid
+
+import httpx
+
+PROBLEM = "application/problem+json"
+PRODUCT_ID = str(uuid.uuid4())
+
+
+def an_order(**overrides):
+    return {"items": [{"product_id": PRODUCT_ID, "quantity": 2}], "payment_token": "tok_visa", **overrides}
+
+
+# ---------------------------------------------------------------------------- who may call
+
+
+async def test_a_protected_route_without_a_token_is_a_401_bearer_challenge(gateway, services) -> None:
+    response = await gateway.post("/api/v1/orders", json=an_order())
+
+    assert response.status_code == 401
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "Bearer" in response.json()["detail"]
+    assert services.calls == []
+
+
+async def test_a_garbage_or_expired_token_is_a_401_naming_the_reason(gateway, expired_token) -> None:
+    garbage = await gateway.get("/api/v1/orders", headers={"Authorization": "Bearer not.a.jwt"})
+    expired = await gateway.get("/api/v1/orders", headers={"Authorization": f"Bearer {expired_token}"})
+
+    assert garbage.status_code == expired.status_code == 401
+    assert "expired" in expired.json()["detail"]
+    assert expired.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+    assert garbage.headers["content-type"] == PROBLEM
+
+
+async def test_a_customer_calling_an_admin_route_is_a_403_problem(gateway, as_customer, services) -> None:
+    response = await gateway.post("/api/v1/products", headers=as_customer,
+                                  json={"sku": "A-1", "name": "Anvil", "price_cents": 1999, "currency": "USD"})
+
+    assert response.status_code == 403
+    assert response.headers["content-type"] == PROBLEM
+    assert "admin" in response.json()["detail"]
+    assert services.calls == []
+
+
+# ---------------------------------------------------------------------------- what is forwarded
+
+
+async def test_an_admin_creates_a_product_through_the_catalog_with_its_identity(gateway, as_admin, admin,
+                                                                                 services) -> None:
+    created = {"id": PRODUCT_ID, "sku": "A-1", "name": "Anvil", "price_cents": 1999, "currency": "USD"}
+    services.reply("catalog", "POST", "/products", 201, created)
+    body = {"sku": "A-1", "name": "Anvil", "price_cents": 1999, "currency": "USD", "weight_grams": 9000}
+
+    response = await gateway.post("/api/v1/products", headers=as_admin, json=body)
+
+    assert response.status_code == 201 and response.json() == created
+    [sent] = services.requests_to("catalog")
+    assert json.loads(sent.content) == body  # unknown fields pass through for the catalog to judge
+    assert sent.headers["x-user-id"] == str(admin.id)
+    assert sent.headers["x-user-role"] == "admin"
+    assert sent.headers["x-user-email"] == admin.email
+
+
+async def test_identity_headers_sent_by_a_client_never_reach_a_service(gateway, as_customer, customer,
+                                                                       services) -> None:
+    services.reply("orders", "GET", "/orders", 200, {"items": []})
+    spoofed = {**as_customer, "X-User-Role": "admin", "X-User-Id": str(uuid.uuid4())}
+
+    await gateway.get("/api/v1/orders", headers=spoofed)
+    await gateway.get(f"/api/v1/inventory/{PRODUCT_ID}", headers={"X-User-Role": "admin"})
+
+    [orders_call] = services.requests_to("orders")
+    assert orders_call.headers.get_list("x-user-role") == ["customer"]
+    assert orders_call.headers["x-user-id"] == str(customer.id)
+    [inventory_call] = services.requests_to("inventory")
+    assert "x-user-role" not in inventory_call.headers
+
+
+async def test_placing_an_order_forwards_the_idempotency_key_and_trace_context(gateway, as_customer,
+                                                                               services) -> None:
+    order_id = str(uuid.uuid4())
+    services.reply("orders", "POST", "/orders", 202, {"id": order_id, "status": "PENDING"})
+    incoming_trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    response = await gateway.post("/api/v1/orders", json=an_order(),
+                                  headers={**as_customer, "Idempotency-Key": "k-123", "traceparent": incoming_trace})
+
+    assert response.status_code == 202 and response.json() == {"id": order_id, "status": "PENDING"}
+    [sent] = services.requests_to("orders")
+    assert sent.headers["idempotency-key"] == "k-123"
+    assert sent.headers["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")  # same trace
+    assert json.loads(sent.content) == an_order()
+
+
+async def test_order_bodies_are_validated_at_the_gateway(gateway, as_customer, services) -> None:
+    too_many = [{"product_id": str(uuid.uuid4()), "quantity": 1} for _ in range(101)]
+    bad_bodies = [
+        an_order(items=[{"product_id": PRODUCT_ID, "quantity": 0}]),
+        an_order(items=[{"product_id": PRODUCT_ID, "quantity": 1001}]),
+        an_order(items=[{"product_id": "not-a-uuid", "quantity": 1}]),
+        an_order(items=[]),
+        an_order(items=too_many),
+        an_order(payment_token=""),
+        an_order(payment_token="x" * 201),
+        {"items": [{"product_id": PRODUCT_ID, "quantity": 1}]},
+    ]
+
+    for body in bad_bodies:
+        response = await gateway.post("/api/v1/orders", json=body, headers=as_customer)
+        assert response.status_code == 422, body
+        assert response.headers["content-type"] == PROBLEM
+        assert response.json()["detail"]
+    assert services.calls == []
+
+
+async def test_a_path_id_that_is_not_a_uuid_is_a_422_not_a_500(gateway, as_customer) -> None:
+    response = await gateway.get("/api/v1/orders/42", headers=as_customer)
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+
+
+# ---------------------------------------------------------------------------- what comes back
+
+
+async def test_a_service_problem_is_passed_through_with_its_status_and_media_type(gateway, as_customer,
+                                                                                  services) -> None:
+    order_id = uuid.uuid4()
+
+    response = await gateway.get(f"/api/v1/orders/{order_id}", headers=as_customer)  # unscripted: 404 problem
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["detail"] == "nope"
+
+
+async def test_a_service_crash_is_a_502_problem_not_a_500(gateway, services) -> None:
+    services.reply("inventory", "GET", f"/inventory/{PRODUCT_ID}", 500, text="Internal Server Error")
+
+    response = await gateway.get(f"/api/v1/inventory/{PRODUCT_ID}")
+
+    assert response.status_code == 502
+    assert response.headers["content-type"] == PROBLEM
+    assert "inventory" in response.json()["detail"]
+
+
+async def test_an_unreachable_service_is_a_503_with_retry_after(gateway, as_customer, services) -> None:
+    services.replies[("orders", "POST", "/orders")] = httpx.ConnectError
+
+    response = await gateway.post("/api/v1/orders", json=an_order(), headers=as_customer)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["service"] == "orders"
+    assert len(services.requests_to("orders")) == 1  # a POST is never repeated
+
+
+async def test_a_service_that_times_out_is_a_503(gateway, services) -> None:
+    services.replies[("inventory", "GET", f"/inventory/{PRODUCT_ID}")] = [httpx.ReadTimeout]
+
+    response = await gateway.get(f"/api/v1/inventory/{PRODUCT_ID}")
+
+    assert response.status_code == 503
+    assert "timed out" in response.json()["detail"]
+    assert len(services.requests_to("inventory")) == 1
+
+
+async def test_a_get_is_retried_once_after_a_connection_error(gateway, services) -> None:
+    level = {"product_id": PRODUCT_ID, "on_hand": 5, "reserved": 1, "available": 4}
+    services.replies[("inventory", "GET", f"/inventory/{PRODUCT_ID}")] = [
+        httpx.ConnectError, httpx.Response(200, json=level),
+    ]
+
+    response = await gateway.get(f"/api/v1/inventory/{PRODUCT_ID}")
+
+    assert response.status_code == 200 and response.json() == level
+    assert len(services.requests_to("inventory")) == 2
+
+
+# ---------------------------------------------------------------------------- composed reads
+
+
+async def test_the_product_list_adds_availability_with_missing_stock_as_zero(gateway, services) -> None:
+    stocked, unstocked = str(uuid.uuid4()), str(uuid.uuid4())
+    services.reply("catalog", "GET", "/products", 200, {
+        "items": [{"id": stocked, "name": "Anvil"}, {"id": unstocked, "name": "Rope"}],
+        "total": 2, "page": 2, "page_size": 2,
+    })
+    services.reply("inventory", "GET", "/inventory", 200, {
+        "items": [{"product_id": stocked, "on_hand": 9, "reserved": 2, "available": 7}],
+    })
+
+    response = await gateway.get("/api/v1/products", params={"q": "an", "page": 2, "page_size": 2})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [(p["id"], p["available"]) for p in body["items"]] == [(stocked, 7), (unstocked, 0)]
+    assert (body["total"], body["page"], body["page_size"]) == (2, 2, 2)
+    [catalog_call] = services.requests_to("catalog")
+    assert dict(catalog_call.url.params) == {"q": "an", "page": "2", "page_size": "2"}
+    [inventory_call] = services.requests_to("inventory")
+    assert inventory_call.url.params["ids"] == f"{stocked},{unstocked}"
+
+
+async def test_an_empty_product_page_does_not_ask_the_inventory(gateway, services) -> None:
+    services.reply("catalog", "GET", "/products", 200, {"items": [], "total": 0, "page": 1, "page_size": 20})
+
+    response = await gateway.get("/api/v1/products")
+
+    assert response.json()["items"] == []
+    assert services.requests_to("inventory") == []
+
+
+async def test_a_page_size_out_of_range_is_a_422(gateway) -> None:
+    response = await gateway.get("/api/v1/products", params={"page_size": 1000})
+
+    assert response.status_code == 422
+
+
+async def test_a_product_without_a_stock_record_is_shown_as_unavailable(gateway, services) -> None:
+    product = {"id": PRODUCT_ID, "sku": "A-1", "name": "Anvil", "description": "", "price_cents": 1999,
+               "currency": "USD", "category": "tools"}
+    services.reply("catalog", "GET", f"/products/{PRODUCT_ID}", 200, product)
+
+    response = await gateway.get(f"/api/v1/products/{PRODUCT_ID}")
+
+    assert response.status_code == 200
+    assert response.json() == {**product, "available": 0}
+
+
+async def test_an_unknown_product_is_the_catalogs_404(gateway, services) -> None:
+    response = await gateway.get(f"/api/v1/products/{uuid.uuid4()}")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
