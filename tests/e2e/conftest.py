@@ -13,18 +13,21 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from emporium_devstack.stack import Stack
+from emporium_devstack.stack import SERVICES, Stack
 from emporium_devstack.testing import cache_dir, repo_root
 
 TERMINAL = {"CONFIRMED", "CANCELLED"}
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, databases) -> Iterator[Stack]:
+    """The services and the gateway on the session's broker and database server (testcontainers
+    where Docker answers, the project's own processes otherwise), each with a fresh database."""
     work = tmp_path_factory.mktemp("stack")
     with Stack(
-        root=repo_root(), cache_dir=cache_dir(), work_dir=work, free_ports=True, fast_postgres=True, echo=False,
-        log_level="WARNING",
+        root=repo_root(), cache_dir=cache_dir(), work_dir=work, free_ports=True, echo=False, log_level="WARNING",
+        kafka_bootstrap=kafka_bootstrap,
+        database_urls={name: databases.create(name) for name in (*SERVICES, "gateway")},
     ) as running:
         yield running
 

@@ -8,7 +8,7 @@ from emporium_events.envelope import Envelope
 from inventory.domain.model import InsufficientStock, StockBelowReserved, StockItem, merge_lines
 from inventory.service_layer import handlers
 
-from .fakes import FakeInventoryUoW
+from inventory_fakes import FakeInventoryUoW
 
 A, B = uuid4(), uuid4()
 

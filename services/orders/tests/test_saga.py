@@ -16,7 +16,7 @@ from orders.domain.commands import PlaceOrder, RequestedLine
 from orders.domain.model import MixedCurrencies, OrderStatus, UnknownProduct
 from orders.service_layer import handlers
 
-from .fakes import FakeOrdersUoW, FakePriceList
+from orders_fakes import FakeOrdersUoW, FakePriceList
 
 ENV = Envelope(event_type="x", version=1, producer="t", aggregate_id="a", payload={})
 MUG = PricedProduct(product_id=uuid4(), sku="MUG", name="Mug", price_cents=1250, currency="USD")
