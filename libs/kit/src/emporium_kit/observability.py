@@ -35,6 +35,7 @@ def configure(service: str, *, log_level: str = "INFO") -> None:
         level=log_level, stream=sys.stdout, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     if os.environ.get("EMPORIUM_TRACE_CONSOLE") == "1":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
