@@ -10,11 +10,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = "5"
 
 
 def problem(status: int, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None,
@@ -53,6 +55,19 @@ def install(app: FastAPI, error_status: Mapping[type[Exception], int]) -> None:
     for error_type, status in error_status.items():
 
         async def domain_error(_: Request, exc: Exception, status: int = status) -> JSONResponse:
-            return problem(status, str(exc), title=type(exc).__name__)
+            headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+            return problem(status, str(exc), title=type(exc).__name__, headers=headers)
 
         app.add_exception_handler(error_type, domain_error)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %r", exc)
+        return problem(503, "the service's database is unavailable; retry shortly",
+                       headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the traceback; the client gets a problem document, not a stack trace.
+        return problem(500, "an unexpected error occurred; it has been logged")
