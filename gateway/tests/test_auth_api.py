@@ -47,6 +47,14 @@ async def test_a_malformed_e_mail_or_short_password_is_a_422_problem_naming_the_
     assert "password" in short_password.json()["detail"]
 
 
+async def test_a_non_ascii_e_mail_is_refused_at_registration_not_failed_later(gateway) -> None:
+    # The address travels to the services in an HTTP header, which is ASCII.
+    response = await register(gateway, email="josé@example.com")
+
+    assert response.status_code == 422
+    assert "email" in response.json()["detail"]
+
+
 async def test_a_body_that_is_not_json_is_a_422_problem(gateway) -> None:
     response = await gateway.post("/api/v1/auth/register", content=b"{not json",
                                   headers={"content-type": "application/json"})

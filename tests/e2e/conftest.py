@@ -17,6 +17,7 @@ from emporium_devstack.stack import SERVICES, Stack
 from emporium_devstack.testing import cache_dir, repo_root
 
 TERMINAL = {"CONFIRMED", "CANCELLED"}
+SAGA_TIMEOUT_SECONDS = 8
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +27,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, databa
     work = tmp_path_factory.mktemp("stack")
     with Stack(
         root=repo_root(), cache_dir=cache_dir(), work_dir=work, free_ports=True, echo=False, log_level="WARNING",
-        kafka_bootstrap=kafka_bootstrap,
+        kafka_bootstrap=kafka_bootstrap, env={"ORDERS_SAGA_TIMEOUT_SECONDS": str(SAGA_TIMEOUT_SECONDS)},
         database_urls={name: databases.create(name) for name in (*SERVICES, "gateway")},
     ) as running:
         yield running
@@ -81,9 +82,11 @@ class Api:
         assert r.status_code == 200, r.text
         return product_id
 
-    async def place(self, token: str, product_id: str, quantity: int, payment_token: str = "tok_visa") -> dict:
+    async def place(self, token: str, product_id: str, quantity: int, payment_token: str = "tok_visa",
+                    key: str | None = None) -> dict:
+        headers = self.auth(token) | ({"Idempotency-Key": key} if key else {})
         r = await self.client.post(
-            "/api/v1/orders", headers=self.auth(token),
+            "/api/v1/orders", headers=headers,
             json={"items": [{"product_id": product_id, "quantity": quantity}], "payment_token": payment_token},
         )
         assert r.status_code == 202, r.text
@@ -91,6 +94,15 @@ class Api:
 
     async def order(self, token: str, order_id: str) -> httpx.Response:
         return await self.client.get(f"/api/v1/orders/{order_id}", headers=self.auth(token))
+
+    async def history(self, token: str, order_id: str, *steps: str, timeout: float = 15.0) -> list[str]:
+        """The order's history once it holds every one of ``steps`` (compensations are asynchronous)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = [h["status"] for h in (await self.order(token, order_id)).json()["history"]]
+            if set(steps) <= set(seen) or time.monotonic() > deadline:
+                return seen
+            await asyncio.sleep(0.05)
 
     async def settled(self, token: str, order_id: str, timeout: float = 30.0) -> dict:
         deadline = time.monotonic() + timeout

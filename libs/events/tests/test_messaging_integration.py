@@ -40,7 +40,7 @@ class Harness:
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.sessions, producer_name="test", on_commit=self.relay.notify)
+        return UnitOfWork(self.sessions, producer_name="test", on_commit=lambda published: self.relay.notify())
 
     async def effect_count(self, order_id: UUID) -> int:
         async with self.sessions() as s:

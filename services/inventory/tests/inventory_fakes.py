@@ -5,7 +5,7 @@ from copy import deepcopy
 from uuid import UUID
 
 from emporium_events.testing import FakeUnitOfWork
-from inventory.domain.model import Reservation, StockItem
+from inventory.domain.model import Reservation, ReservationStatus, StockItem
 
 
 class FakeStock:
@@ -32,6 +32,10 @@ class FakeReservations:
 
     async def save(self, reservation: Reservation) -> None:
         self.rows[reservation.order_id] = deepcopy(reservation)
+
+    async def expired_ids(self, *, now, limit: int) -> list[UUID]:
+        return [r.order_id for r in self.rows.values()
+                if r.status is ReservationStatus.RESERVED and r.expires_at and r.expires_at <= now][:limit]
 
 
 class FakeInventoryUoW(FakeUnitOfWork):

@@ -121,3 +121,31 @@ def test_lines_are_merged_and_sorted_so_locks_are_always_taken_in_one_order():
     merged = merge_lines([(B, 1), (A, 2), (B, 3)])
     assert merged == {A: 2, B: 4} if str(A) < str(B) else {B: 4, A: 2}
     assert list(merged) == sorted(merged, key=str)
+
+
+async def test_a_reservation_whose_ttl_passed_is_released_once_and_reported():
+    from datetime import timedelta
+
+    uow, order = FakeInventoryUoW({A: 5}), uuid4()
+    await handlers.reserve_stock(placed(order, (A, 2)), ENV, uow, ttl=timedelta(seconds=-1))
+    assert await handlers.expire_reservations(uow) == 1
+    assert await handlers.expire_reservations(uow) == 0
+    assert level(uow, A) == (5, 0)
+    assert uow.published_types() == ["StockReserved", "StockReleased"]
+    # a late confirmation cannot deduct stock that is no longer held
+    await handlers.commit_reservation(finished(OrderConfirmed, order, (A, 2)), ENV, uow)
+    assert level(uow, A) == (5, 0)
+
+
+async def test_a_reservation_within_its_ttl_is_kept():
+    uow = FakeInventoryUoW({A: 5})
+    await handlers.reserve_stock(placed(uuid4(), (A, 2)), ENV, uow)
+    assert await handlers.expire_reservations(uow) == 0
+    assert level(uow, A) == (5, 2)
+
+
+async def test_an_order_placed_event_arriving_after_its_cancellation_reserves_nothing():
+    uow, order = FakeInventoryUoW({A: 5}), uuid4()
+    await handlers.release_reservation(finished(OrderCancelled, order, (A, 2), reason="TIMEOUT"), ENV, uow)
+    await handlers.reserve_stock(placed(order, (A, 2)), ENV, uow)
+    assert level(uow, A) == (5, 0) and uow.published == []

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from copy import deepcopy
+from types import SimpleNamespace
 from uuid import UUID
 
 from emporium_events.testing import FakeUnitOfWork
@@ -24,11 +25,33 @@ class FakeOrders:
         order.new_history.clear()
         self.rows[order.id] = deepcopy(order)
 
+    async def overdue_ids(self, *, now, limit: int) -> list[UUID]:
+        return [o.id for o in self.rows.values() if o.overdue(now)][:limit]
+
+
+class FakeKeys:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[UUID, str], SimpleNamespace] = {}
+
+    async def find(self, *, customer_id: UUID, key: str) -> SimpleNamespace | None:
+        return self.rows.get((customer_id, key))
+
+    async def claim(self, *, customer_id: UUID, key: str, request_hash: str) -> bool:
+        if (customer_id, key) in self.rows:
+            return False
+        self.rows[(customer_id, key)] = SimpleNamespace(request_hash=request_hash, status_code=0, response={})
+        return True
+
+    async def record(self, *, customer_id: UUID, key: str, status_code: int, response: dict) -> None:
+        row = self.rows[(customer_id, key)]
+        row.status_code, row.response = status_code, response
+
 
 class FakeOrdersUoW(FakeUnitOfWork):
     def __init__(self) -> None:
         super().__init__()
         self.orders = FakeOrders()
+        self.idempotency = FakeKeys()
 
 
 class FakePriceList:

@@ -1,3 +1,4 @@
+from datetime import timedelta
 from uuid import uuid4
 
 import pytest
@@ -32,8 +33,17 @@ def command(*lines, token="tok_visa"):
     )
 
 
+TIMEOUT = timedelta(seconds=30)
+
+
+async def place(cmd, uow, catalog=CATALOG):
+    answer = await handlers.place_order(cmd, uow, catalog, saga_timeout=TIMEOUT, render=lambda o: {"id": str(o.id)})
+    return uow.orders.rows.get(cmd.order_id), answer
+
+
 async def placed_order(uow, *lines):
-    return await handlers.place_order(command(*lines or [(MUG, 2), (TEA, 1)]), uow, CATALOG)
+    order, _ = await place(command(*lines or [(MUG, 2), (TEA, 1)]), uow)
+    return order
 
 
 async def test_placing_an_order_prices_it_on_the_server_and_publishes_order_placed():
@@ -52,13 +62,13 @@ async def test_an_unknown_product_is_refused_and_nothing_is_stored():
     uow = FakeOrdersUoW()
     ghost = PricedProduct(product_id=uuid4(), sku="X", name="X", price_cents=1, currency="USD")
     with pytest.raises(UnknownProduct):
-        await handlers.place_order(command((ghost, 1)), uow, CATALOG)
+        await place(command((ghost, 1)), uow)
     assert uow.orders.rows == {} and uow.published == [] and uow.committed == 0
 
 
 async def test_products_in_two_currencies_cannot_share_an_order():
     with pytest.raises(MixedCurrencies):
-        await handlers.place_order(command((MUG, 1), (EURO, 1)), FakeOrdersUoW(), CATALOG)
+        await place(command((MUG, 1), (EURO, 1)), FakeOrdersUoW())
 
 
 async def test_a_captured_payment_confirms_the_order_and_publishes_order_confirmed():

@@ -41,11 +41,15 @@ class RecordingProvider:
         self.calls += 1
         decline = DECLINES.get(token) if token != "tok_visa" else None
         return self.operations.setdefault(
-            idempotency_key, ProviderResult(approved=decline is None, operation_id=f"ch_{amount_cents}", decline_code=decline)
+            idempotency_key, ProviderResult(approved=decline is None, operation_id=f"ch_{amount_cents}", decline_code=decline,
+                                           amount_cents=amount_cents, currency=currency)
         )
 
     async def refund(self, *, idempotency_key, charge_id, amount_cents, currency):
         return self.operations.setdefault(idempotency_key, ProviderResult(approved=True, operation_id="re_1"))
+
+    async def lookup(self, *, idempotency_key):
+        return self.operations.get(idempotency_key)
 
 
 def placed(order_id, token="tok_visa"):
@@ -109,3 +113,20 @@ async def test_cancelling_a_captured_order_refunds_it_once():
     await handlers.refund_or_void(cancelled(order), uow, provider)
     assert uow.payments.rows[order].status is PaymentStatus.REFUNDED
     assert uow.published_types() == ["PaymentCaptured", "PaymentRefunded"]
+
+
+async def test_the_customers_idempotency_key_becomes_the_providers_key():
+    uow, provider, order = FakeUoW(), RecordingProvider(), uuid4()
+    event = placed(order).model_copy(update={"idempotency_key": "client-key-1"})
+    await handlers.record_order(event, uow, provider)
+    await handlers.record_reservation(StockReserved(order_id=order, lines=()), uow, provider)
+    assert list(provider.operations) == [f"charge:{event.customer_id}:client-key-1"]
+
+
+async def test_a_charge_whose_record_was_lost_is_found_and_refunded_when_the_order_is_cancelled():
+    uow, provider, order = FakeUoW(), RecordingProvider(), uuid4()
+    # the provider charged under the order's key, but our transaction never committed
+    await provider.charge(idempotency_key=f"charge:{order}", token="tok_visa", amount_cents=2500, currency="USD")
+    await handlers.refund_or_void(cancelled(order), uow, provider)
+    assert uow.payments.rows[order].status is PaymentStatus.REFUNDED
+    assert f"refund:{order}" in provider.operations

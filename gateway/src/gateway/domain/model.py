@@ -27,7 +27,8 @@ def normalize_email(email: str) -> str:
 
 
 def is_valid_email(email: str) -> bool:
-    return len(email) <= EMAIL_MAX_LENGTH and _EMAIL.match(email) is not None
+    # ASCII only: the address travels to the services in an HTTP header (X-User-Email).
+    return len(email) <= EMAIL_MAX_LENGTH and email.isascii() and _EMAIL.match(email) is not None
 
 
 @dataclass

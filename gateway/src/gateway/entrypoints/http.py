@@ -289,6 +289,17 @@ async def place_order(
     return _relay(response, "orders")
 
 
+@router.post("/orders/{order_id}/cancel", tags=["orders"])
+async def cancel_order(
+    order_id: UUID, services: Services, caller: Caller, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """The owner or an admin cancels; a confirmed order is refunded and its stock returned."""
+    response = await services.request(
+        "orders", "POST", f"/orders/{order_id}/cancel", headers=_headers(caller, idempotency_key)
+    )
+    return _relay(response, "orders")
+
+
 @router.get("/orders/{order_id}", tags=["orders"])
 async def get_order(order_id: UUID, services: Services, caller: Caller) -> Response:
     # The orders service answers 404 for someone else's order (unless the caller is an admin).

@@ -77,6 +77,7 @@ class OrderPlaced(Event):
     currency: str
     payment_token: str
     placed_at: datetime
+    idempotency_key: str | None = None  # the client's key; payments makes it the provider's key
 
 
 class OrderConfirmed(Event):

@@ -9,9 +9,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry import trace
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from emporium_events import tracing
 from emporium_events.contracts import Event
@@ -32,7 +34,7 @@ class PermanentError(Exception):
 
 # Errors that say "the database or network is away": retried without limit (the partition waits),
 # never dead-lettered, because the message itself is fine.
-TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError)
+TRANSIENT = (OperationalError, InterfaceError, PoolTimeout, ConnectionError, TimeoutError, OSError)
 
 
 def make_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
@@ -117,9 +119,23 @@ class EventConsumer:
             offsets: dict[TopicPartition, int] = {}
             for tp, records in batch.items():
                 for record in records:
+                    if tp not in consumer.assignment():
+                        break  # revoked while we worked: its new owner takes it from the last commit
                     await self._process(record)
                     offsets[tp] = record.offset + 1
-            await consumer.commit(offsets)
+            await self._commit(consumer, offsets)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit what this member still owns. A commit refused because of a rebalance loses no
+        event: the partition's next owner replays from the last commit and the inbox skips
+        what was already handled."""
+        owned = {tp: offset for tp, offset in offsets.items() if tp in consumer.assignment()}
+        if not owned:
+            return
+        try:
+            await consumer.commit(owned)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("%s: offset commit refused by a rebalance (%r); the new owner replays", self.name, exc)
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         started = time.perf_counter()

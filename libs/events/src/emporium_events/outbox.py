@@ -59,7 +59,7 @@ inbox = sa.Table(
 class UnitOfWork:
     """One database transaction: the aggregate change, the inbox claim and the outbox rows.
 
-    Only the unit of work commits. After a commit that wrote outbox rows it wakes the relay.
+    Only the unit of work commits. After each commit it calls ``on_commit(events_written)``.
     Services subclass it to add their repositories (built from ``self.session``).
     """
 
@@ -68,7 +68,7 @@ class UnitOfWork:
         session_factory: async_sessionmaker[AsyncSession],
         *,
         producer_name: str,
-        on_commit: Callable[[], None] = lambda: None,
+        on_commit: Callable[[int], None] = lambda published: None,
     ) -> None:
         self._session_factory = session_factory
         self.producer_name = producer_name
@@ -83,15 +83,17 @@ class UnitOfWork:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        # Anything not committed explicitly is rolled back.
-        await self.session.rollback()
-        await self.session.close()
+        # Anything not committed explicitly is rolled back; the connection goes back either way.
+        try:
+            await self.session.rollback()
+        finally:
+            await self.session.close()
 
     async def commit(self) -> None:
+        """Commit, then tell the service how many events it wrote (to wake the outbox relay)."""
         await self.session.commit()
-        if self._published:
-            self._published = 0
-            self._on_commit()
+        published, self._published = self._published, 0
+        self._on_commit(published)
 
     async def rollback(self) -> None:
         await self.session.rollback()
@@ -163,24 +165,25 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
+        """Publish until cancelled. Never ends on an error: Kafka or the database being away
+        only delays publishing (the rows wait in the outbox)."""
         backoff = 0.1
         while True:
             try:
                 while await self.publish_batch() == self._batch_size:
                     pass
                 backoff = 0.1
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._sweep_interval)
+                except TimeoutError:
+                    await self._observe_backlog()
+                self._wake.clear()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Kafka or the database is unreachable: keep the rows, try later.
+            except Exception:  # a background loop must outlive any single failure
                 log.exception("outbox relay failed; retrying in %.1fs", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._sweep_interval)
-            except TimeoutError:
-                await self._observe_backlog()
-            self._wake.clear()
 
     async def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were sent."""

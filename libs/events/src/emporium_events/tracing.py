@@ -21,4 +21,12 @@ def context_from_carrier(carrier: dict[str, str] | None) -> context.Context:
 
 
 def carrier_from_headers(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
-    return {k: v.decode() for k, v in headers or () if k in ("traceparent", "tracestate") and v}
+    """Trace headers of a record; a malformed one is dropped (a trace is never worth an event)."""
+    carrier = {}
+    for key, value in headers or ():
+        if key in ("traceparent", "tracestate") and value:
+            try:
+                carrier[key] = value.decode("ascii")
+            except UnicodeDecodeError:
+                continue
+    return carrier

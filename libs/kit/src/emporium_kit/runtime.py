@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Generic, Protocol, TypeVar
@@ -58,6 +58,7 @@ class Runtime(Generic[U]):
     uow_class: type[U]
     consumers: Sequence[ConsumerSpec] = ()
     resources: list[Resource] = field(default_factory=list)
+    commit_hooks: list[Callable[[], None]] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _running: list[EventConsumer] = field(default_factory=list)
     kafka_connected: bool = False
@@ -76,19 +77,16 @@ class Runtime(Generic[U]):
         self._tasks.append(asyncio.create_task(self._connect(), name=f"{self.service}-kafka"))
 
     def uow(self) -> U:
-        return self.uow_class(self.session_factory, producer_name=self.service, on_commit=self.relay.notify)
+        return self.uow_class(self.session_factory, producer_name=self.service, on_commit=self._committed)
+
+    def _committed(self, published: int) -> None:
+        if published:
+            self.relay.notify()
+        for hook in self.commit_hooks:
+            hook()
 
     async def _connect(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                await ensure_topics(self.settings.kafka_bootstrap)
-                await self.producer.start()
-                break
-            except (KafkaError, OSError) as exc:
-                log.warning("%s: Kafka not reachable yet (%s); retrying in %.1fs", self.service, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await _retry_forever(f"{self.service}: Kafka", self._connect_producer)
         self.kafka_connected = True
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.service}-relay"))
         for spec in self.consumers:
@@ -96,21 +94,30 @@ class Runtime(Generic[U]):
                 name=spec.name, bootstrap=self.settings.kafka_bootstrap, topics=spec.topics,
                 handlers=spec.handlers, uow_factory=self.uow, producer=self.producer, metrics=self.metrics,
             )
-            await consumer.start()
             self._running.append(consumer)
             self._tasks.append(asyncio.create_task(self._supervise(consumer), name=spec.name))
 
+    async def _connect_producer(self) -> None:
+        await ensure_topics(self.settings.kafka_bootstrap)
+        await self.producer.start()
+
     async def _supervise(self, consumer: EventConsumer) -> None:
-        """Run a consumer; if its loop dies on a Kafka error, rebuild it (its offsets are safe)."""
+        """Run a consumer for the life of the service: whatever stops its loop, it is rebuilt
+        (its committed offsets are safe, and the inbox absorbs what is replayed)."""
         while True:
+            await _retry_forever(consumer.name, consumer.start)
             try:
                 await consumer.run()
-            except KafkaError as exc:
-                log.warning("%s: consumer stopped on %r; restarting", consumer.name, exc)
-                with suppress(KafkaError):
-                    await consumer.stop()
-                await asyncio.sleep(1.0)
-                await consumer.start()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: consumer loop stopped; restarting it", consumer.name)
+            consumer.ready.clear()
+            try:
+                await consumer.stop()
+            except Exception:  # a consumer that cannot even close is rebuilt all the same
+                log.exception("%s: consumer did not stop cleanly", consumer.name)
+            await asyncio.sleep(1.0)
 
     async def ready(self) -> dict[str, bool]:
         checks = {"database": await self._database_ok(), "kafka": self.kafka_connected}
@@ -140,6 +147,20 @@ class Runtime(Generic[U]):
         for resource in reversed(self.resources):
             await resource.stop()
         await self.engine.dispose()
+
+
+async def _retry_forever(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+    delay = 0.2
+    while True:
+        try:
+            await attempt()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the broker may be down or starting: wait for it
+            log.warning("%s not reachable yet (%r); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def ensure_topics(bootstrap: str, names: Sequence[str] | None = None) -> None:

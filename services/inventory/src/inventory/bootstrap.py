@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from emporium_kit.periodic import Periodic
 from emporium_kit.runtime import Runtime, create_app
 from inventory.config import InventorySettings
 from inventory.domain.model import StockBelowReserved, StockNotFound
-from inventory.entrypoints.consumers import CONSUMERS
+from inventory.entrypoints.consumers import consumers
 from inventory.entrypoints.http import InvalidIds, router
+from inventory.service_layer import handlers
 from inventory.service_layer.unit_of_work import InventoryUnitOfWork
 
 SERVICE = "inventory"
@@ -17,7 +19,14 @@ ERROR_STATUS = {StockNotFound: 404, StockBelowReserved: 409, InvalidIds: 422}
 
 
 def build_app(settings: InventorySettings | None = None) -> FastAPI:
-    runtime = Runtime(
-        service=SERVICE, settings=settings or InventorySettings(), uow_class=InventoryUnitOfWork, consumers=CONSUMERS
+    settings = settings or InventorySettings()
+    runtime: Runtime[InventoryUnitOfWork] = Runtime(
+        service=SERVICE, settings=settings, uow_class=InventoryUnitOfWork, consumers=consumers(settings)
     )
+
+    async def expire() -> int:
+        async with runtime.uow() as uow:
+            return await handlers.expire_reservations(uow)
+
+    runtime.resources.append(Periodic("reservation-expiry", expire, interval=settings.expiry_sweep_seconds))
     return create_app(service=SERVICE, runtime=runtime, routers=[router], error_status=ERROR_STATUS)

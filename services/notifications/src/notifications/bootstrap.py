@@ -14,14 +14,6 @@ from notifications.service_layer.unit_of_work import NotificationsUnitOfWork
 SERVICE = "notifications"
 
 
-class _NotifyingUnitOfWork(NotificationsUnitOfWork):
-    sender: SmtpSender
-
-    async def commit(self) -> None:
-        await super().commit()
-        self.sender.notify()
-
-
 def build_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
     runtime: Runtime[NotificationsUnitOfWork] = Runtime(
@@ -32,4 +24,5 @@ def build_app(settings: NotificationsSettings | None = None) -> FastAPI:
         sessions=lambda: runtime.session_factory,
     )
     runtime.resources.append(sender)
+    runtime.commit_hooks.append(sender.notify)  # mail goes out right after the event's commit
     return create_app(service=SERVICE, runtime=runtime, routers=[router])

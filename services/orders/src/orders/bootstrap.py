@@ -2,27 +2,47 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
+from emporium_kit.periodic import Periodic
 from emporium_kit.runtime import Runtime, create_app
 from orders.adapters.catalog import CatalogUnavailable, HttpCatalog
 from orders.config import OrdersSettings
-from orders.domain.model import MixedCurrencies, OrderNotFound, UnknownProduct
+from orders.domain.model import (
+    IdempotencyKeyReused,
+    MixedCurrencies,
+    OrderAlreadyCancelled,
+    OrderNotFound,
+    UnknownProduct,
+)
 from orders.entrypoints.consumers import CONSUMERS
 from orders.entrypoints.http import router
+from orders.entrypoints.scheduler import saga_deadline_sweep
 from orders.service_layer.unit_of_work import OrdersUnitOfWork
 
 SERVICE = "orders"
 
-ERROR_STATUS = {OrderNotFound: 404, UnknownProduct: 422, MixedCurrencies: 422, CatalogUnavailable: 503}
+ERROR_STATUS = {
+    OrderNotFound: 404,
+    UnknownProduct: 422,
+    MixedCurrencies: 422,
+    OrderAlreadyCancelled: 409,
+    IdempotencyKeyReused: 422,
+    CatalogUnavailable: 503,
+}
 
 
 def build_app(settings: OrdersSettings | None = None) -> FastAPI:
     settings = settings or OrdersSettings()
     catalog = HttpCatalog(settings.catalog_url, timeout=settings.catalog_timeout_seconds)
-    runtime = Runtime(
+    runtime: Runtime[OrdersUnitOfWork] = Runtime(
         service=SERVICE, settings=settings, uow_class=OrdersUnitOfWork, consumers=CONSUMERS, resources=[catalog]
     )
+    sweep = saga_deadline_sweep(runtime.uow, key_retention=timedelta(hours=settings.idempotency_retention_hours))
+    runtime.resources.append(Periodic("saga-deadlines", sweep, interval=settings.deadline_sweep_seconds))
     app = create_app(service=SERVICE, runtime=runtime, routers=[router], error_status=ERROR_STATUS)
     app.state.catalog = catalog
+    app.state.settings = settings
     return app

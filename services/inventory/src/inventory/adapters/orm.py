@@ -20,6 +20,7 @@ reservations = sa.Table(
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("lines", JSONB, nullable=False),
     sa.Column("reason", sa.Text),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -57,14 +58,24 @@ class ReservationRepository:
             return None
         return Reservation(
             order_id=row["order_id"], status=ReservationStatus(row["status"]),
-            lines={UUID(k): v for k, v in row["lines"].items()}, reason=row["reason"],
+            lines={UUID(k): v for k, v in row["lines"].items()}, reason=row["reason"], expires_at=row["expires_at"],
         )
+
+    async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
+        """Held reservations past their TTL, skipping any another replica is handling."""
+        rows = await self._session.execute(
+            sa.select(reservations.c.order_id)
+            .where(reservations.c.status == ReservationStatus.RESERVED.value, reservations.c.expires_at <= now)
+            .order_by(reservations.c.expires_at).limit(limit).with_for_update(skip_locked=True)
+        )
+        return list(rows.scalars())
 
     async def save(self, reservation: Reservation) -> None:
         values = {
             "status": reservation.status.value,
             "lines": {str(k): v for k, v in reservation.lines.items()},
             "reason": reservation.reason,
+            "expires_at": reservation.expires_at,
         }
         await self._session.execute(
             insert(reservations).values(order_id=reservation.order_id, created_at=sa.func.now(), **values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from uuid import UUID
 
 
@@ -63,6 +64,7 @@ class ReservationStatus(enum.StrEnum):
     FAILED = "FAILED"
     COMMITTED = "COMMITTED"
     RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"  # released by its TTL: no confirmation came in time
     RETURNED = "RETURNED"
 
 
@@ -72,6 +74,7 @@ class Reservation:
     status: ReservationStatus
     lines: dict[UUID, int] = field(default_factory=dict)
     reason: str | None = None
+    expires_at: datetime | None = None
 
 
 def merge_lines(lines: list[tuple[UUID, int]]) -> dict[UUID, int]:

@@ -1,5 +1,15 @@
+from datetime import timedelta
+
 from emporium_events import topics
 from emporium_kit.runtime import ConsumerSpec
-from inventory.service_layer.handlers import HANDLERS
+from inventory.config import InventorySettings
+from inventory.service_layer.handlers import handlers_for
 
-CONSUMERS = [ConsumerSpec(name="inventory", topics=[topics.CATALOG, topics.ORDERS], handlers=HANDLERS)]
+
+def consumers(settings: InventorySettings) -> list[ConsumerSpec]:
+    return [
+        ConsumerSpec(
+            name="inventory", topics=[topics.CATALOG, topics.ORDERS],
+            handlers=handlers_for(reservation_ttl=timedelta(seconds=settings.reservation_ttl_seconds)),
+        )
+    ]

@@ -3,6 +3,8 @@ the HTTP handler commits its own unit of work."""
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from emporium_events.contracts import (
@@ -17,6 +19,7 @@ from emporium_events.contracts import (
     StockReserved,
 )
 from emporium_events.envelope import Envelope
+from emporium_events.kafka import Handler
 from inventory.domain.model import (
     InsufficientStock,
     Reservation,
@@ -27,7 +30,10 @@ from inventory.domain.model import (
 )
 from inventory.service_layer.unit_of_work import InventoryUnitOfWork
 
+log = logging.getLogger(__name__)
+
 OUT_OF_STOCK = "OUT_OF_STOCK"
+DEFAULT_TTL = timedelta(seconds=60)
 
 
 async def set_stock_level(product_id: UUID, on_hand: int, uow: InventoryUnitOfWork) -> StockItem:
@@ -43,7 +49,9 @@ async def record_product(event: ProductCreated | ProductUpdated, _: Envelope, uo
     await uow.stock.ensure(product_id=event.product_id, sku=event.sku)
 
 
-async def reserve_stock(event: OrderPlaced, _: Envelope, uow: InventoryUnitOfWork) -> None:
+async def reserve_stock(
+    event: OrderPlaced, _: Envelope, uow: InventoryUnitOfWork, *, ttl: timedelta = DEFAULT_TTL
+) -> None:
     if await uow.reservations.get_for_update(order_id=event.order_id) is not None:
         return  # this order was answered already (a re-published OrderPlaced with a new event id)
     wanted = merge_lines([(line.product_id, line.quantity) for line in event.lines])
@@ -60,12 +68,22 @@ async def reserve_stock(event: OrderPlaced, _: Envelope, uow: InventoryUnitOfWor
         )
         return
     await uow.stock.save(items.values())
-    await uow.reservations.save(Reservation(order_id=event.order_id, status=ReservationStatus.RESERVED, lines=wanted))
+    await uow.reservations.save(
+        Reservation(
+            order_id=event.order_id, status=ReservationStatus.RESERVED, lines=wanted,
+            expires_at=datetime.now(UTC) + ttl,
+        )
+    )
     await uow.publish(StockReserved(order_id=event.order_id, lines=_stock_lines(wanted)), aggregate_id=event.order_id)
 
 
 async def commit_reservation(event: OrderConfirmed, _: Envelope, uow: InventoryUnitOfWork) -> None:
     reservation = await uow.reservations.get_for_update(order_id=event.order_id)
+    if reservation is not None and reservation.status is ReservationStatus.EXPIRED:
+        # Orders never confirms past its saga deadline, which is shorter than the TTL; reaching
+        # here means clocks or settings disagree. Say so loudly rather than deduct blindly.
+        log.error("order %s confirmed after its reservation expired; stock not deducted", event.order_id)
+        return
     if reservation is None or reservation.status is not ReservationStatus.RESERVED:
         return
     items = await uow.stock.lock(product_ids=reservation.lines)
@@ -79,7 +97,14 @@ async def commit_reservation(event: OrderConfirmed, _: Envelope, uow: InventoryU
 async def release_reservation(event: OrderCancelled, _: Envelope, uow: InventoryUnitOfWork) -> None:
     """Compensation: a held reservation is released; stock already deducted is put back."""
     reservation = await uow.reservations.get_for_update(order_id=event.order_id)
-    if reservation is None or reservation.status not in (ReservationStatus.RESERVED, ReservationStatus.COMMITTED):
+    if reservation is None:
+        # Cancelled before its OrderPlaced was handled here (say, a dead letter replayed late):
+        # remember it, so that OrderPlaced reserves nothing when it comes.
+        await uow.reservations.save(
+            Reservation(order_id=event.order_id, status=ReservationStatus.RELEASED, reason=event.reason)
+        )
+        return
+    if reservation.status not in (ReservationStatus.RESERVED, ReservationStatus.COMMITTED):
         return
     items = await uow.stock.lock(product_ids=reservation.lines)
     for product_id, quantity in reservation.lines.items():
@@ -97,14 +122,41 @@ async def release_reservation(event: OrderCancelled, _: Envelope, uow: Inventory
     )
 
 
+async def expire_reservations(uow: InventoryUnitOfWork, *, limit: int = 100) -> int:
+    """Release held reservations whose TTL passed (their saga died or stalled); returns how many."""
+    expired = 0
+    for order_id in await uow.reservations.expired_ids(now=datetime.now(UTC), limit=limit):
+        reservation = await uow.reservations.get_for_update(order_id=order_id)
+        if reservation is None or reservation.status is not ReservationStatus.RESERVED:
+            continue
+        items = await uow.stock.lock(product_ids=reservation.lines)
+        for product_id, quantity in reservation.lines.items():
+            items[product_id].release(quantity)
+        await uow.stock.save(items.values())
+        reservation.status, reservation.reason = ReservationStatus.EXPIRED, "EXPIRED"
+        await uow.reservations.save(reservation)
+        await uow.publish(
+            StockReleased(order_id=order_id, lines=_stock_lines(reservation.lines)), aggregate_id=order_id
+        )
+        expired += 1
+    await uow.commit()
+    return expired
+
+
 def _stock_lines(lines: dict[UUID, int]) -> tuple[StockLine, ...]:
     return tuple(StockLine(product_id=p, quantity=q) for p, q in lines.items())
 
 
-HANDLERS = {
-    ProductCreated.event_type: record_product,
-    ProductUpdated.event_type: record_product,
-    OrderPlaced.event_type: reserve_stock,
-    OrderConfirmed.event_type: commit_reservation,
-    OrderCancelled.event_type: release_reservation,
-}
+def handlers_for(*, reservation_ttl: timedelta) -> dict[str, Handler]:
+    """The consumer's handler table."""
+
+    async def reserve(event: OrderPlaced, envelope: Envelope, uow: InventoryUnitOfWork) -> None:
+        await reserve_stock(event, envelope, uow, ttl=reservation_ttl)
+
+    return {
+        ProductCreated.event_type: record_product,
+        ProductUpdated.event_type: record_product,
+        OrderPlaced.event_type: reserve,
+        OrderConfirmed.event_type: commit_reservation,
+        OrderCancelled.event_type: release_reservation,
+    }

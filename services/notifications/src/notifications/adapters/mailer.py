@@ -48,8 +48,10 @@ class SmtpSender:
             try:
                 while await self.send_due() > 0:
                     pass
-            except (sa.exc.SQLAlchemyError, OSError) as exc:
-                log.warning("mail sender: database unavailable: %r", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be away: the mail waits, the loop lives
+                log.warning("mail sender: %r; retrying", exc)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
             except TimeoutError:
@@ -57,18 +59,24 @@ class SmtpSender:
             self._wake.clear()
 
     async def send_due(self, limit: int = 50) -> int:
+        """Send up to ``limit`` due mails, each in its own transaction (a failure later in the
+        batch never un-marks a mail already sent); returns how many were tried."""
         sessions: async_sessionmaker[AsyncSession] = self._sessions()
-        async with sessions() as session, session.begin():
-            rows = (
-                await session.execute(
-                    sa.select(n.c.id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts)
-                    .where(n.c.email_status == "PENDING", n.c.next_attempt_at <= sa.func.now())
-                    .order_by(n.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
-                )
-            ).all()
-            for row in rows:
+        tried = 0
+        while tried < limit:
+            async with sessions() as session, session.begin():
+                row = (
+                    await session.execute(
+                        sa.select(n.c.id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts)
+                        .where(n.c.email_status == "PENDING", n.c.next_attempt_at <= sa.func.now())
+                        .order_by(n.c.next_attempt_at).limit(1).with_for_update(skip_locked=True)
+                    )
+                ).first()
+                if row is None:
+                    return tried
                 await self._deliver(session, row)
-        return len(rows)
+            tried += 1
+        return tried
 
     async def _deliver(self, session: AsyncSession, row: sa.Row) -> None:
         message = EmailMessage()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.adapters.orm import order_history, order_lines, orders
+from orders.adapters.orm import idempotency_keys, order_history, order_lines, orders
 from orders.domain.model import HistoryEntry, Line, Order, OrderStatus
 
 
@@ -21,6 +24,7 @@ class OrderRepository:
                 id=order.id, customer_id=order.customer_id, customer_email=order.customer_email,
                 status=order.status.value, total_cents=order.total_cents, currency=order.currency,
                 cancel_reason=order.cancel_reason, created_at=order.created_at, updated_at=order.updated_at,
+                deadline_at=order.deadline_at, idempotency_key=order.idempotency_key,
             )
         )
         await self._session.execute(
@@ -54,9 +58,20 @@ class OrderRepository:
             lines=[Line(product_id=r["product_id"], sku=r["sku"], name=r["name"], quantity=r["quantity"],
                         unit_price_cents=r["unit_price_cents"]) for r in lines],
             currency=row["currency"], status=OrderStatus(row["status"]), created_at=row["created_at"],
-            updated_at=row["updated_at"], cancel_reason=row["cancel_reason"],
+            updated_at=row["updated_at"], cancel_reason=row["cancel_reason"], deadline_at=row["deadline_at"],
+            idempotency_key=row["idempotency_key"],
             history=[HistoryEntry(status=h["status"], at=h["at"], note=h["note"]) for h in history],
         )
+
+    async def overdue_ids(self, *, now: datetime, limit: int) -> list[UUID]:
+        """Orders whose saga outlived its deadline, skipping any another replica is handling."""
+        rows = await self._session.execute(
+            sa.select(orders.c.id)
+            .where(orders.c.status.not_in([OrderStatus.CONFIRMED.value, OrderStatus.CANCELLED.value]),
+                   orders.c.deadline_at <= now)
+            .order_by(orders.c.deadline_at).limit(limit).with_for_update(skip_locked=True)
+        )
+        return list(rows.scalars())
 
     async def save(self, order: Order) -> None:
         await self._session.execute(
@@ -73,3 +88,46 @@ class OrderRepository:
                 [{"order_id": order.id, "status": h.status, "note": h.note, "at": h.at} for h in order.new_history],
             )
             order.new_history.clear()
+
+
+class IdempotencyKeys:
+    """Stored answers to requests made with an ``Idempotency-Key``, per customer.
+
+    The key row is written in the same transaction as the order it answers for, so a retry
+    either finds the whole first answer or nothing at all.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def find(self, *, customer_id: UUID, key: str) -> sa.Row[Any] | None:
+        return (
+            await self._session.execute(
+                sa.select(idempotency_keys.c.request_hash, idempotency_keys.c.status_code, idempotency_keys.c.response)
+                .where(idempotency_keys.c.customer_id == customer_id, idempotency_keys.c.key == key)
+            )
+        ).first()
+
+    async def claim(self, *, customer_id: UUID, key: str, request_hash: str) -> bool:
+        """Reserve the key for this transaction; False if another request holds or held it.
+
+        A concurrent holder makes this wait until it commits (then False) or rolls back (then True).
+        """
+        result = await self._session.execute(
+            insert(idempotency_keys)
+            .values(customer_id=customer_id, key=key, request_hash=request_hash, status_code=0, response={})
+            .on_conflict_do_nothing()
+            .returning(idempotency_keys.c.key)
+        )
+        return result.first() is not None
+
+    async def record(self, *, customer_id: UUID, key: str, status_code: int, response: dict[str, Any]) -> None:
+        await self._session.execute(
+            sa.update(idempotency_keys)
+            .where(idempotency_keys.c.customer_id == customer_id, idempotency_keys.c.key == key)
+            .values(status_code=status_code, response=response)
+        )
+
+    async def purge(self, *, older_than: datetime) -> int:
+        result = await self._session.execute(sa.delete(idempotency_keys).where(idempotency_keys.c.created_at < older_than))
+        return result.rowcount or 0

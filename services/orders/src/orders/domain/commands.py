@@ -11,9 +11,26 @@ class RequestedLine:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IdempotencyKey:
+    """A client's ``Idempotency-Key`` and a digest of the request it came with."""
+
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class PlaceOrder:
     order_id: UUID
     customer_id: UUID
     customer_email: str | None
     lines: tuple[RequestedLine, ...]
     payment_token: str
+    idempotency: IdempotencyKey | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelOrder:
+    order_id: UUID
+    requested_by: UUID
+    by_admin: bool = False
+    idempotency: IdempotencyKey | None = None

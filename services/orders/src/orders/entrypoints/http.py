@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from emporium_kit.runtime import Runtime
 from orders.adapters import views
-from orders.domain.commands import PlaceOrder, RequestedLine
-from orders.domain.model import OrderNotFound
+from orders.domain.commands import CancelOrder, IdempotencyKey, PlaceOrder, RequestedLine
+from orders.domain.model import Order, OrderNotFound
 from orders.service_layer import handlers
 
 router = APIRouter()
@@ -81,6 +84,7 @@ class OrderOut(BaseModel):
     cancel_reason: str | None
     created_at: datetime
     updated_at: datetime
+    deadline_at: datetime | None = None
     history: list[HistoryOut]
 
 
@@ -88,17 +92,65 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255,
+           description="Repeat a request safely: the same key and body return the first answer"),
+]
+
+
+def render(order: Order) -> dict[str, Any]:
+    """The API's view of an order, from the aggregate (also stored as an idempotent answer)."""
+    return OrderOut(
+        id=order.id, customer_id=order.customer_id, status=order.status.value,
+        items=[ItemOut(product_id=li.product_id, sku=li.sku, name=li.name, quantity=li.quantity,
+                       unit_price_cents=li.unit_price_cents, total_cents=li.total_cents) for li in order.lines],
+        total_cents=order.total_cents, currency=order.currency, cancel_reason=order.cancel_reason,
+        created_at=order.created_at, updated_at=order.updated_at, deadline_at=order.deadline_at,
+        history=[HistoryOut(status=h.status, at=h.at, note=h.note) for h in order.history],
+    ).model_dump(mode="json")
+
+
+def _idempotency(key: str | None, request: Request, body: BaseModel | None) -> IdempotencyKey | None:
+    if key is None:
+        return None
+    canonical = json.dumps(body.model_dump(mode="json") if body else None, sort_keys=True)
+    digest = hashlib.sha256(f"{request.method} {request.url.path} {canonical}".encode()).hexdigest()
+    return IdempotencyKey(key=key, request_hash=digest)
+
+
+def _send(answer: handlers.Answer) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+
+
 @router.post("/orders", status_code=202, response_model=OrderOut)
-async def place_order(body: PlaceOrderIn, request: Request, who: CallerDep) -> OrderOut:
-    order_id = uuid4()
+async def place_order(
+    body: PlaceOrderIn, request: Request, who: CallerDep, idempotency_key: IdempotencyHeader = None
+) -> JSONResponse:
     cmd = PlaceOrder(
-        order_id=order_id, customer_id=who.id, customer_email=who.email,
+        order_id=uuid4(), customer_id=who.id, customer_email=who.email,
         lines=tuple(RequestedLine(product_id=i.product_id, quantity=i.quantity) for i in body.items),
-        payment_token=body.payment_token,
+        payment_token=body.payment_token, idempotency=_idempotency(idempotency_key, request, body),
     )
+    settings = request.app.state.settings
     async with _runtime(request).uow() as uow:
-        await handlers.place_order(cmd, uow, request.app.state.catalog)
-    return await _one(request, order_id, who)
+        answer = await handlers.place_order(
+            cmd, uow, request.app.state.catalog, saga_timeout=timedelta(seconds=settings.saga_timeout_seconds),
+            render=render,
+        )
+    return _send(answer)
+
+
+@router.post("/orders/{order_id}/cancel", response_model=OrderOut)
+async def cancel_order(
+    order_id: UUID, request: Request, who: CallerDep, idempotency_key: IdempotencyHeader = None
+) -> JSONResponse:
+    cmd = CancelOrder(order_id=order_id, requested_by=who.id, by_admin=who.is_admin,
+                      idempotency=_idempotency(idempotency_key, request, None))
+    async with _runtime(request).uow() as uow:
+        answer = await handlers.cancel_order(cmd, uow, render=render)
+    return _send(answer)
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)

@@ -7,7 +7,10 @@ repeated reply changes nothing.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from emporium_events.contracts import (
@@ -25,8 +28,17 @@ from emporium_events.contracts import (
 )
 from emporium_events.envelope import Envelope
 from orders.adapters.catalog import PriceList
-from orders.domain.commands import PlaceOrder
-from orders.domain.model import CancelReason, Line, MixedCurrencies, Order, UnknownProduct
+from orders.domain.commands import CancelOrder, IdempotencyKey, PlaceOrder
+from orders.domain.model import (
+    CancelReason,
+    IdempotencyKeyReused,
+    Line,
+    MixedCurrencies,
+    Order,
+    OrderNotFound,
+    Outcome,
+    UnknownProduct,
+)
 from orders.service_layer.unit_of_work import OrdersUnitOfWork
 
 
@@ -34,7 +46,45 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def place_order(cmd: PlaceOrder, uow: OrdersUnitOfWork, catalog: PriceList) -> Order:
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer the entrypoint sends as is: fresh, or replayed for a repeated key."""
+
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+Render = Callable[[Order], dict[str, Any]]
+
+
+async def _replay(uow: OrdersUnitOfWork, customer_id: UUID, idem: IdempotencyKey) -> Answer | None:
+    """The stored answer for this key, or None after claiming the key for this transaction."""
+    for _ in range(2):
+        prior = await uow.idempotency.find(customer_id=customer_id, key=idem.key)
+        if prior is not None:
+            if prior.request_hash != idem.request_hash:
+                raise IdempotencyKeyReused(idem.key)
+            return Answer(prior.status_code, prior.response, replayed=True)
+        if await uow.idempotency.claim(customer_id=customer_id, key=idem.key, request_hash=idem.request_hash):
+            return None
+    raise IdempotencyKeyReused(idem.key)  # claimed and released in between: treat as in use
+
+
+async def _answer(uow: OrdersUnitOfWork, customer_id: UUID, idem: IdempotencyKey | None, answer: Answer) -> Answer:
+    if idem is not None:
+        await uow.idempotency.record(
+            customer_id=customer_id, key=idem.key, status_code=answer.status_code, response=answer.body
+        )
+    await uow.commit()
+    return answer
+
+
+async def place_order(
+    cmd: PlaceOrder, uow: OrdersUnitOfWork, catalog: PriceList, *, saga_timeout: timedelta, render: Render
+) -> Answer:
+    if cmd.idempotency and (replay := await _replay(uow, cmd.customer_id, cmd.idempotency)):
+        return replay
     priced = await catalog.prices(line.product_id for line in cmd.lines)
     missing = [line.product_id for line in cmd.lines if line.product_id not in priced]
     if missing:
@@ -51,7 +101,8 @@ async def place_order(cmd: PlaceOrder, uow: OrdersUnitOfWork, catalog: PriceList
     ]
     order = Order.place(
         order_id=cmd.order_id, customer_id=cmd.customer_id, customer_email=cmd.customer_email, lines=lines,
-        currency=currencies.pop(), at=_now(),
+        currency=currencies.pop(), at=_now(), saga_timeout=saga_timeout,
+        idempotency_key=cmd.idempotency.key if cmd.idempotency else None,
     )
     await uow.orders.add(order)
     await uow.publish(
@@ -63,12 +114,38 @@ async def place_order(cmd: PlaceOrder, uow: OrdersUnitOfWork, catalog: PriceList
                 for li in order.lines
             ),
             total_cents=order.total_cents, currency=order.currency, payment_token=cmd.payment_token,
-            placed_at=order.created_at,
+            placed_at=order.created_at, idempotency_key=order.idempotency_key,
         ),
         aggregate_id=order.id,
     )
+    return await _answer(uow, cmd.customer_id, cmd.idempotency, Answer(202, render(order)))
+
+
+async def cancel_order(cmd: CancelOrder, uow: OrdersUnitOfWork, *, render: Render) -> Answer:
+    """The owner's or an admin's cancellation; a confirmed order is refunded and restocked."""
+    if cmd.idempotency and (replay := await _replay(uow, cmd.requested_by, cmd.idempotency)):
+        return replay
+    order = await uow.orders.get_for_update(order_id=cmd.order_id)
+    if order is None or (order.customer_id != cmd.requested_by and not cmd.by_admin):
+        raise OrderNotFound(cmd.order_id)
+    order.cancel_on_request(_now())
+    await uow.orders.save(order)
+    await _publish_cancelled(order, uow)
+    return await _answer(uow, cmd.requested_by, cmd.idempotency, Answer(200, render(order)))
+
+
+async def expire_overdue(uow: OrdersUnitOfWork, *, limit: int = 100) -> int:
+    """Cancel (TIMEOUT) every order whose saga outlived its deadline; returns how many."""
+    now = _now()
+    expired = 0
+    for order_id in await uow.orders.overdue_ids(now=now, limit=limit):
+        order = await uow.orders.get_for_update(order_id=order_id)
+        if order is not None and order.expire(now):
+            await uow.orders.save(order)
+            await _publish_cancelled(order, uow)
+            expired += 1
     await uow.commit()
-    return order
+    return expired
 
 
 async def on_stock_reserved(event: StockReserved, _: Envelope, uow: OrdersUnitOfWork) -> None:
@@ -87,9 +164,15 @@ async def on_payment_failed(event: PaymentFailed, _: Envelope, uow: OrdersUnitOf
 
 async def on_payment_captured(event: PaymentCaptured, _: Envelope, uow: OrdersUnitOfWork) -> None:
     order = await uow.orders.get_for_update(order_id=event.order_id)
-    if order is None or not order.payment_captured(_now()):
+    if order is None:
+        return
+    outcome = order.payment_captured(_now())
+    if outcome is Outcome.NOTHING:
         return
     await uow.orders.save(order)
+    if outcome is Outcome.CANCELLED:
+        await _publish_cancelled(order, uow)
+        return
     await uow.publish(
         OrderConfirmed(
             order_id=order.id, customer_id=order.customer_id, customer_email=order.customer_email,
@@ -111,10 +194,16 @@ async def _cancel(order_id: UUID, reason: CancelReason, uow: OrdersUnitOfWork) -
     if order is None or not order.cancel(reason.value, _now()):
         return
     await uow.orders.save(order)
+    await _publish_cancelled(order, uow)
+
+
+async def _publish_cancelled(order: Order, uow: OrdersUnitOfWork) -> None:
+    assert order.cancel_reason is not None
     await uow.publish(
         OrderCancelled(
             order_id=order.id, customer_id=order.customer_id, customer_email=order.customer_email,
-            lines=_stock_lines(order), reason=reason.value, total_cents=order.total_cents, currency=order.currency,
+            lines=_stock_lines(order), reason=order.cancel_reason, total_cents=order.total_cents,
+            currency=order.currency,
         ),
         aggregate_id=order.id,
     )

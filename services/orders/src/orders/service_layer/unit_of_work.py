@@ -3,13 +3,15 @@ from __future__ import annotations
 from typing import Self
 
 from emporium_events.outbox import UnitOfWork
-from orders.adapters.repository import OrderRepository
+from orders.adapters.repository import IdempotencyKeys, OrderRepository
 
 
 class OrdersUnitOfWork(UnitOfWork):
     orders: OrderRepository
+    idempotency: IdempotencyKeys
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.orders = OrderRepository(self.session)
+        self.idempotency = IdempotencyKeys(self.session)
         return self

@@ -16,6 +16,8 @@ payments = sa.Table(
     sa.Column("provider_charge_id", sa.Text),
     sa.Column("provider_refund_id", sa.Text),
     sa.Column("failure_reason", sa.Text),
+    sa.Column("client_key", sa.Text),
+    sa.Column("provider_key", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

@@ -19,12 +19,18 @@ class ProviderResult:
     approved: bool
     operation_id: str
     decline_code: str | None = None
+    amount_cents: int | None = None
+    currency: str | None = None
 
 
 class PaymentProvider(Protocol):
     async def charge(self, *, idempotency_key: str, token: str, amount_cents: int, currency: str) -> ProviderResult: ...
 
     async def refund(self, *, idempotency_key: str, charge_id: str, amount_cents: int, currency: str) -> ProviderResult: ...
+
+    async def lookup(self, *, idempotency_key: str) -> ProviderResult | None:
+        """What the provider did under this key, if anything."""
+        ...
 
 
 # Test-mode card tokens, as a card processor's sandbox documents them.
@@ -54,6 +60,14 @@ class SandboxProvider:
     async def refund(self, *, idempotency_key: str, charge_id: str, amount_cents: int, currency: str) -> ProviderResult:
         return await self._once(idempotency_key, "refund", None, amount_cents, currency)
 
+    async def lookup(self, *, idempotency_key: str) -> ProviderResult | None:
+        async with self._sessions()() as session:
+            row = (await session.execute(sa.select(ops).where(ops.c.idempotency_key == idempotency_key))).first()
+        if row is None:
+            return None
+        return ProviderResult(approved=row.approved, operation_id=row.operation_id, decline_code=row.decline_code,
+                              amount_cents=row.amount_cents, currency=row.currency)
+
     async def _once(
         self, key: str, kind: str, decline: str | None, amount_cents: int, currency: str
     ) -> ProviderResult:
@@ -66,4 +80,5 @@ class SandboxProvider:
                 ).on_conflict_do_nothing()
             )
             row = (await session.execute(sa.select(ops).where(ops.c.idempotency_key == key))).one()
-        return ProviderResult(approved=row.approved, operation_id=row.operation_id, decline_code=row.decline_code)
+        return ProviderResult(approved=row.approved, operation_id=row.operation_id, decline_code=row.decline_code,
+                              amount_cents=row.amount_cents, currency=row.currency)

@@ -31,15 +31,24 @@ class Payment:
     provider_charge_id: str | None = None
     provider_refund_id: str | None = None
     failure_reason: str | None = None
+    client_key: str | None = None  # the customer's Idempotency-Key for the order, if any
+    provider_key: str | None = None
 
     @property
     def ready_to_charge(self) -> bool:
         return self.status is PaymentStatus.AWAITING and self.stock_reserved and self.payment_token is not None
 
-    @property
-    def idempotency_key(self) -> str:
-        """The provider's idempotency key: one charge per order, whatever is redelivered."""
-        return f"charge:{self.order_id}"
+    def charge_key(self) -> str:
+        """The provider's idempotency key: one charge per order, whatever is redelivered.
+
+        The customer's own key when they sent one (scoped to them: keys are per customer),
+        else the order id; either way it is fixed before the first charge attempt.
+        """
+        if self.provider_key is None:
+            self.provider_key = (
+                f"charge:{self.customer_id}:{self.client_key}" if self.client_key else f"charge:{self.order_id}"
+            )
+        return self.provider_key
 
     def captured(self, charge_id: str) -> None:
         self.status, self.provider_charge_id = PaymentStatus.CAPTURED, charge_id

@@ -30,6 +30,7 @@ async def record_order(event: OrderPlaced, uow: PaymentsUnitOfWork, provider: Pa
     payment.customer_id = event.customer_id
     payment.amount_cents, payment.currency = event.total_cents, event.currency
     payment.payment_token = event.payment_token
+    payment.client_key = event.idempotency_key
     await _charge_if_ready(payment, uow, provider)
 
 
@@ -39,17 +40,32 @@ async def record_reservation(event: StockReserved, uow: PaymentsUnitOfWork, prov
     await _charge_if_ready(payment, uow, provider)
 
 
+class RefundDeclined(Exception):
+    """The provider refused a refund: retried, then dead-lettered for a person to look at."""
+
+
 async def refund_or_void(event: OrderCancelled, uow: PaymentsUnitOfWork, provider: PaymentProvider) -> None:
     """Compensation: refund a captured payment; make sure an uncharged one is never charged."""
     payment = await uow.payments.get_or_start(order_id=event.order_id)
     if payment.status is PaymentStatus.AWAITING:
-        payment.voided()
-    elif payment.status is PaymentStatus.CAPTURED:
+        # A charge may have been made whose record never committed (a crash, a dead letter):
+        # ask the provider before deciding nothing was taken.
+        earlier = await provider.lookup(idempotency_key=payment.charge_key())
+        if earlier is None or not earlier.approved:
+            payment.voided()
+            await uow.payments.save(payment)
+            return
+        payment.captured(earlier.operation_id)
+        payment.amount_cents = payment.amount_cents if payment.amount_cents is not None else earlier.amount_cents
+        payment.currency = payment.currency or earlier.currency
+    if payment.status is PaymentStatus.CAPTURED:
         assert payment.provider_charge_id and payment.amount_cents is not None and payment.currency
         result = await provider.refund(
             idempotency_key=f"refund:{payment.order_id}", charge_id=payment.provider_charge_id,
             amount_cents=payment.amount_cents, currency=payment.currency,
         )
+        if not result.approved:
+            raise RefundDeclined(f"refund of order {payment.order_id} declined: {result.decline_code}")
         payment.refunded(result.operation_id)
         await uow.publish(
             PaymentRefunded(
@@ -65,7 +81,7 @@ async def _charge_if_ready(payment: Payment, uow: PaymentsUnitOfWork, provider: 
     if payment.ready_to_charge:
         assert payment.payment_token and payment.amount_cents is not None and payment.currency
         result = await provider.charge(
-            idempotency_key=payment.idempotency_key, token=payment.payment_token,
+            idempotency_key=payment.charge_key(), token=payment.payment_token,
             amount_cents=payment.amount_cents, currency=payment.currency,
         )
         if result.approved:

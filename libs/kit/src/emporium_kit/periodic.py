@@ -1,0 +1,39 @@
+"""A job run every few seconds for the life of a service (deadlines, expiries, clean-ups)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger(__name__)
+
+
+class Periodic:
+    """Runs ``job()`` every ``interval`` seconds; a database outage is logged and retried on the
+    next tick. A runtime resource: started and stopped with the service."""
+
+    def __init__(self, name: str, job: Callable[[], Awaitable[int]], *, interval: float) -> None:
+        self.name = name
+        self._job = job
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                if done := await self._job():
+                    log.info("%s: %d done", self.name, done)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("%s failed, retrying in %.1fs: %r", self.name, self._interval, exc)
