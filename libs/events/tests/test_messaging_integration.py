@@ -20,7 +20,7 @@ from emporium_events.contracts import PaymentFailed
 from emporium_events.envelope import Envelope
 from emporium_events.kafka import EventConsumer, PermanentError, make_producer
 from emporium_events.metrics import MessagingMetrics
-from emporium_events.outbox import OutboxRelay, UnitOfWork, backlog, messaging_metadata, outbox
+from emporium_events.outbox import OutboxRelay, UnitOfWork, backlog, dead_letters, messaging_metadata, outbox
 from emporium_kit.db import make_session_factory
 from emporium_kit.runtime import ensure_topics
 
@@ -215,6 +215,9 @@ async def test_a_poison_message_goes_to_the_dead_letter_topic_with_the_error_off
     assert int(headers["dlq.source_offset"]) >= 0
     assert headers["dlq.attempts"] == b"1"
     assert letters[0].value == b"{not json"
+    async with harness.sessions() as s:
+        stored = (await s.execute(sa.select(dead_letters).where(dead_letters.c.key == str(order_id).encode()))).all()
+    assert [(r.error_type, r.value) for r in stored] == [("UndecodableMessage", b"{not json")]
 
 
 async def test_a_handler_that_always_fails_is_dead_lettered_after_its_attempts_and_the_partition_moves_on(harness):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 import httpx
@@ -322,3 +322,50 @@ async def list_notifications(request: Request, services: Services, caller: Calle
     )
     return _relay(response, "notifications")
 
+
+
+# ---------------------------------------------------------------------------- operators (admin)
+
+MESSAGING_SERVICES = ("catalog", "inventory", "orders", "payments", "notifications")
+ServiceName = Literal["catalog", "inventory", "orders", "payments", "notifications"]
+
+
+async def _each_service(services: Upstreams, method: str, path: str, caller: Principal) -> dict[str, Any]:
+    """Ask every service at once; a service that cannot answer is reported, not fatal."""
+
+    async def ask(name: str) -> Any:
+        try:
+            response = await services.request(name, method, path, headers=_headers(caller))
+        except UpstreamUnavailable as exc:
+            return {"error": str(exc)}
+        if response.status_code >= 400:
+            return {"error": f"{name} answered {response.status_code}"}
+        return response.json()
+
+    answers = await asyncio.gather(*(ask(name) for name in MESSAGING_SERVICES))
+    return dict(zip(MESSAGING_SERVICES, answers, strict=True))
+
+
+@router.get("/admin/dead-letters", tags=["admin"])
+async def list_dead_letters(services: Services, caller: Admin) -> dict[str, Any]:
+    """Every service's unreplayed dead letters: ``{service: [letter] | {error}}``."""
+    return await _each_service(services, "GET", "/admin/dead-letters", caller)
+
+
+@router.post("/admin/dead-letters/replay", tags=["admin"])
+async def replay_all_dead_letters(services: Services, caller: Admin) -> dict[str, Any]:
+    return await _each_service(services, "POST", "/admin/dead-letters/replay", caller)
+
+
+@router.post("/admin/dead-letters/{service}/{letter_id}/replay", tags=["admin"])
+async def replay_dead_letter(service: ServiceName, letter_id: int, services: Services, caller: Admin) -> Response:
+    response = await services.request(
+        service, "POST", f"/admin/dead-letters/{letter_id}/replay", headers=_headers(caller)
+    )
+    return _relay(response, service)
+
+
+@router.get("/admin/outbox", tags=["admin"])
+async def outbox_backlog(services: Services, caller: Admin) -> dict[str, Any]:
+    """Per service: unsent outbox rows and the age of the oldest."""
+    return await _each_service(services, "GET", "/admin/outbox", caller)

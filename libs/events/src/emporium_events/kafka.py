@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry import trace
+import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -18,8 +20,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from emporium_events import tracing
 from emporium_events.contracts import Event
 from emporium_events.envelope import Envelope, UndecodableMessage, decode
+from emporium_events.failpoints import crash_point
 from emporium_events.metrics import MessagingMetrics
-from emporium_events.outbox import UnitOfWork
+from emporium_events.outbox import UnitOfWork, dead_letters
 from emporium_events.topics import dlq
 
 log = logging.getLogger(__name__)
@@ -132,6 +135,7 @@ class EventConsumer:
         owned = {tp: offset for tp, offset in offsets.items() if tp in consumer.assignment()}
         if not owned:
             return
+        crash_point("consumer.before_offset_commit")
         try:
             await consumer.commit(owned)
         except (CommitFailedError, IllegalStateError) as exc:
@@ -203,9 +207,12 @@ class EventConsumer:
         return "handled"
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *, attempts: int) -> None:
+        """To ``<topic>.dlq`` (error, source offset and attempts in headers) and to the service's
+        ``dead_letters`` table, where the admin API lists and replays it."""
         log.error("%s: dead-lettering %s[%d]@%d: %r", self.name, record.topic, record.partition, record.offset, exc)
+        error = repr(exc)[:2000]
         headers = list(record.headers or ()) + [
-            ("dlq.error", repr(exc)[:2000].encode()),
+            ("dlq.error", error.encode()),
             ("dlq.error_type", type(exc).__name__.encode()),
             ("dlq.source_topic", record.topic.encode()),
             ("dlq.source_partition", str(record.partition).encode()),
@@ -214,3 +221,20 @@ class EventConsumer:
             ("dlq.consumer", self.name.encode()),
         ]
         await self._producer.send_and_wait(dlq(record.topic), key=record.key, value=record.value, headers=headers)
+        async with self._uow_factory() as uow:
+            await uow.session.execute(
+                sa.insert(dead_letters).values(
+                    consumer=self.name, topic=record.topic, partition=record.partition, offset=record.offset,
+                    key=record.key, value=record.value,
+                    headers=[[k, base64.b64encode(v).decode()] for k, v in record.headers or ()],
+                    error_type=type(exc).__name__, error=error, attempts=attempts,
+                )
+            )
+            await uow.commit()
+
+
+async def replay(producer: AIOKafkaProducer, row: sa.Row[Any]) -> None:
+    """Publish a dead letter again on its source topic, as it was first received. Consumers that
+    handled it already skip it (inbox); the one that failed tries again."""
+    headers = [(k, base64.b64decode(v)) for k, v in row.headers] + [("dlq.replayed_from", str(row.id).encode())]
+    await producer.send_and_wait(row.topic, key=row.key, value=row.value, headers=headers)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from emporium_events import tracing
 from emporium_events.contracts import Event
 from emporium_events.envelope import Envelope
+from emporium_events.failpoints import crash_point
 from emporium_events.metrics import MessagingMetrics
 from emporium_events.topics import topic_for
 
@@ -53,6 +54,24 @@ inbox = sa.Table(
     sa.Column("event_id", sa.Uuid, primary_key=True),
     sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    messaging_metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("consumer", sa.Text, nullable=False),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("key", sa.LargeBinary),
+    sa.Column("value", sa.LargeBinary),
+    sa.Column("headers", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("error_type", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("replayed_at", sa.DateTime(timezone=True)),
 )
 
 
@@ -92,6 +111,7 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Commit, then tell the service how many events it wrote (to wake the outbox relay)."""
         await self.session.commit()
+        crash_point("uow.after_commit")
         published, self._published = self._published, 0
         self._on_commit(published)
 
@@ -203,6 +223,7 @@ class OutboxRelay:
             for row in rows:
                 futures.append(await self._send(row))
             await asyncio.gather(*futures)
+            crash_point("relay.after_send")
             await session.execute(
                 sa.update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(sent_at=sa.func.now())
             )

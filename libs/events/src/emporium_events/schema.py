@@ -39,3 +39,27 @@ def drop_messaging_tables_v1(op: Any) -> None:
     op.drop_table("inbox")
     op.drop_index("outbox_unsent", table_name="outbox")
     op.drop_table("outbox")
+
+
+def create_dead_letters_table_v1(op: Any) -> None:
+    """Dead letters, kept where an operator can list and replay them (they also go to Kafka)."""
+    op.create_table(
+        "dead_letters",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("consumer", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("key", sa.LargeBinary),
+        sa.Column("value", sa.LargeBinary),
+        sa.Column("headers", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+        sa.Column("error_type", sa.Text, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("replayed_at", sa.DateTime(timezone=True)),
+    )
+
+
+def drop_dead_letters_table_v1(op: Any) -> None:
+    op.drop_table("dead_letters")

@@ -23,7 +23,7 @@ from emporium_events import topics
 from emporium_events.kafka import EventConsumer, Handler, make_producer
 from emporium_events.metrics import MessagingMetrics
 from emporium_events.outbox import OutboxRelay, UnitOfWork
-from emporium_kit import observability, problems
+from emporium_kit import admin, observability, problems
 from emporium_kit.db import make_engine, make_session_factory
 from emporium_kit.settings import ServiceSettings
 
@@ -206,4 +206,5 @@ def create_app(
     observability.add_health_routes(app, runtime.ready)
     for router in routers:
         app.include_router(router)
+    app.include_router(admin.router)
     return app

@@ -1,0 +1,101 @@
+"""Operator endpoints every service serves (behind the gateway's admin role): its dead letters,
+replaying them, and its outbox backlog."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel
+
+from emporium_events.kafka import replay
+from emporium_events.outbox import backlog, dead_letters
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class DeadLetter(BaseModel):
+    id: int
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    error_type: str
+    error: str
+    attempts: int
+    created_at: datetime
+    replayed_at: datetime | None
+
+
+class Replayed(BaseModel):
+    replayed: list[int]
+
+
+class OutboxBacklog(BaseModel):
+    service: str
+    unsent: int
+    oldest_age_seconds: float
+
+
+def _runtime(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+def _out(row: sa.Row[Any]) -> DeadLetter:
+    values = dict(row._mapping)
+    values["key"] = row.key.decode(errors="replace") if row.key is not None else None
+    return DeadLetter.model_validate({k: values[k] for k in DeadLetter.model_fields})
+
+
+@router.get("/dead-letters", response_model=list[DeadLetter])
+async def list_dead_letters(
+    request: Request,
+    include_replayed: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeadLetter]:
+    query = sa.select(dead_letters).order_by(dead_letters.c.id).limit(limit)
+    if not include_replayed:
+        query = query.where(dead_letters.c.replayed_at.is_(None))
+    async with _runtime(request).session_factory() as session:
+        return [_out(r) for r in (await session.execute(query)).all()]
+
+
+@router.post("/dead-letters/{letter_id}/replay", response_model=Replayed)
+async def replay_one(letter_id: int, request: Request) -> Replayed:
+    return Replayed(replayed=await _replay(request, dead_letters.c.id == letter_id, must_exist=letter_id))
+
+
+@router.post("/dead-letters/replay", response_model=Replayed)
+async def replay_all(request: Request) -> Replayed:
+    return Replayed(replayed=await _replay(request, dead_letters.c.replayed_at.is_(None)))
+
+
+async def _replay(request: Request, which: sa.ColumnElement[bool], must_exist: int | None = None) -> list[int]:
+    runtime = _runtime(request)
+    if not runtime.kafka_connected:
+        raise HTTPException(503, "Kafka is not reachable; nothing was replayed", headers={"Retry-After": "5"})
+    done = []
+    async with runtime.session_factory() as session, session.begin():
+        rows = (
+            await session.execute(sa.select(dead_letters).where(which).order_by(dead_letters.c.id).with_for_update())
+        ).all()
+        if must_exist is not None and not rows:
+            raise HTTPException(404, f"dead letter {must_exist} does not exist")
+        for row in rows:
+            await replay(runtime.producer, row)
+            done.append(row.id)
+        if done:
+            await session.execute(
+                sa.update(dead_letters).where(dead_letters.c.id.in_(done)).values(replayed_at=sa.func.now())
+            )
+    return done
+
+
+@router.get("/outbox", response_model=OutboxBacklog)
+async def outbox_backlog(request: Request) -> OutboxBacklog:
+    runtime = _runtime(request)
+    unsent, oldest = await backlog(runtime.session_factory)
+    return OutboxBacklog(service=runtime.service, unsent=unsent, oldest_age_seconds=round(oldest, 3))
