@@ -181,7 +181,11 @@ class KafkaBroker:
         data_dir: Path,
         port: int | None = None,
         log_path: Path | None = None,
+        advertised_port: int | None = None,
     ) -> None:
+        """``advertised_port``: the port clients are told to use (a fault proxy in front of the
+        broker, in the fault-injection suite); defaults to the broker's own port."""
+        self.advertised_port = advertised_port
         self.libs_dir = Path(libs_dir).resolve()
         self.data_dir = Path(data_dir).resolve()
         self.log_path = Path(log_path).resolve() if log_path else self.data_dir / "kafka.log"
@@ -296,7 +300,7 @@ class KafkaBroker:
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.advertised_port or self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",

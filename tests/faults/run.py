@@ -1,0 +1,76 @@
+"""The fault-injection suite: ``make faults`` (every scenario) or ``--short`` (what `make test` runs).
+
+Prints a table, scenario by invariant, and exits non-zero on any violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import INVARIANTS, FaultSuite, Result
+from scenarios import ALL, SHORT
+
+
+def table(results: list[Result]) -> str:
+    head = ["scenario", "orders", "refused", "faults", "dups seen", *INVARIANTS, "s"]
+    rows = [[r.scenario, r.orders, r.not_accepted, r.faults, r.duplicates,
+             *[len(r.violations[i]) for i in INVARIANTS], f"{r.seconds:.0f}"] for r in results]
+    total = ["TOTAL", sum(r.orders for r in results), sum(r.not_accepted for r in results),
+             sum(r.faults for r in results), sum(r.duplicates for r in results),
+             *[sum(len(r.violations[i]) for r in results) for i in INVARIANTS],
+             f"{sum(r.seconds for r in results):.0f}"]
+    widths = [max(len(str(row[c])) for row in [head, *rows, total]) for c in range(len(head))]
+
+    def line(row: list[object]) -> str:
+        return "| " + " | ".join(str(v).ljust(widths[c]) for c, v in enumerate(row)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *map(line, rows), sep, line(total)])
+
+
+async def main(short: bool, only: str | None, seed: int, report: Path | None) -> int:
+    scenarios = [s for s in (SHORT if short else ALL) if not only or only.lower() in s.name.lower()]
+    work = Path(tempfile.mkdtemp(prefix="emporium-faults-"))
+    suite = FaultSuite(work, load_seconds=4.0 if short else 8.0, rate=8.0 if short else 12.0, seed=seed)
+    results: list[Result] = []
+    started = time.monotonic()
+    try:
+        await suite.start()
+        print(f"stack up in {time.monotonic() - started:.0f}s (work dir {work})", flush=True)
+        for scenario in scenarios:
+            result = await suite.run(scenario)
+            results.append(result)
+            flag = "ok" if not result.violation_count else f"{result.violation_count} VIOLATIONS"
+            print(f"  {scenario.name}: {result.orders} orders, {result.faults} faults, "
+                  f"{result.duplicates} duplicates seen, {flag} ({result.seconds:.0f}s)", flush=True)
+            for invariant, problems in result.violations.items():
+                for problem in problems[:5]:
+                    print(f"      {invariant}: {problem}", flush=True)
+    finally:
+        await suite.stop()
+    print()
+    print(table(results))
+    if report:
+        report.write_text(json.dumps([r.__dict__ for r in results], indent=2, default=str))
+    violations = sum(r.violation_count for r in results)
+    faults = sum(r.faults for r in results)
+    print(f"\n{len(results)} scenarios, {faults} faults injected, {violations} violations")
+    return 1 if violations or len(results) < len(scenarios) else 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--short", action="store_true", help="the short form run by make test")
+    parser.add_argument("--only", help="run the scenarios whose name contains this")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--report", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    sys.exit(asyncio.run(main(args.short, args.only, args.seed, args.report)))
