@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV := uv run --frozen
 PYTEST_FLAGS ?= -q
 
-.PHONY: bootstrap run test unit integration contract e2e lint-imports contract-snapshots clean
+.PHONY: bootstrap run test unit contract e2e faults lint-imports contract-snapshots clean
 
 bootstrap:
 	@devstack/bin/bootstrap
@@ -13,7 +13,7 @@ run: bootstrap ## the whole system on http://127.0.0.1:8000 with demo data; Ctrl
 	@$(UV) python -m emporium_devstack run
 
 test: bootstrap lint-imports ## every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
-	@$(UV) pytest $(PYTEST_FLAGS) libs services gateway tests/contract tests/e2e
+	@$(UV) pytest $(PYTEST_FLAGS) libs services gateway tests/contract tests/e2e tests/faults
 
 unit: bootstrap
 	@for p in catalog inventory orders payments notifications; do \
@@ -25,6 +25,9 @@ contract: bootstrap
 
 e2e: bootstrap
 	@$(UV) pytest $(PYTEST_FLAGS) tests/e2e
+
+faults: bootstrap ## every fault scenario against the real stack; prints the invariant table
+	@$(UV) python tests/faults/run.py --report .cache/faults-report.json
 
 lint-imports:
 	@$(UV) lint-imports --no-cache
