@@ -236,3 +236,19 @@ async def test_an_unknown_product_is_the_catalogs_404(gateway, services) -> None
 
     assert response.status_code == 404
     assert response.headers["content-type"] == PROBLEM
+
+
+async def test_products_are_still_served_when_the_inventory_is_down_with_stock_unknown(gateway, services) -> None:
+    product = str(uuid.uuid4())
+    services.reply("catalog", "GET", "/products", 200, {
+        "items": [{"id": product, "name": "Anvil"}], "total": 1, "page": 1, "page_size": 20})
+    services.reply("catalog", "GET", f"/products/{product}", 200, {"id": product, "name": "Anvil"})
+    services.replies[("inventory", "GET", "/inventory")] = [httpx.ConnectError] * 2
+    services.replies[("inventory", "GET", f"/inventory/{product}")] = [httpx.ConnectError] * 2
+
+    listed = await gateway.get("/api/v1/products")
+    one = await gateway.get(f"/api/v1/products/{product}")
+
+    assert listed.status_code == one.status_code == 200
+    assert listed.json()["items"][0]["available"] is None and one.json()["available"] is None
+    assert listed.headers["x-emporium-degraded"] == one.headers["x-emporium-degraded"] == "inventory"

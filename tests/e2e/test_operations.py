@@ -59,3 +59,26 @@ async def test_the_outbox_backlog_of_every_service_drains_to_zero(api):
         await asyncio.sleep(0.1)
     assert set(backlog) == {"catalog", "inventory", "orders", "payments", "notifications"}
     assert all(b["unsent"] == 0 for b in backlog.values()), backlog
+
+
+async def test_with_a_service_down_its_routes_answer_503_and_everything_else_keeps_working(api, stack):
+    product = await api.product(stock=2)
+    _, token = await api.customer()
+    notifications = stack.services["notifications"]
+    await asyncio.to_thread(notifications.terminate)
+    try:
+        r = await api.client.get("/api/v1/notifications", headers=api.auth(token))
+        assert r.status_code == 503 and r.headers["retry-after"]
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert (await api.client.get("/readyz")).status_code == 503
+        assert (await api.client.get(f"/api/v1/products/{product}")).json()["available"] == 2
+        accepted = await api.place(token, product, 1)
+        assert (await api.settled(token, accepted["id"]))["status"] == "CONFIRMED"
+    finally:
+        await asyncio.to_thread(notifications.restart, wait=True, timeout=90)
+    for _ in range(100):  # the notification is written once the service is back
+        if (await api.client.get("/api/v1/notifications", headers=api.auth(token))).json():
+            break
+        await asyncio.sleep(0.1)
+    assert [n["order_id"] for n in (await api.client.get("/api/v1/notifications", headers=api.auth(token))).json()] \
+        == [accepted["id"]]

@@ -159,18 +159,17 @@ class FaultSuite:
         return seen
 
     async def restart(self, name: str) -> int:
-        """Restart a service and wait for it to be ready; returns how many times it crashed on
-        the way (only an armed failpoint makes it crash: then it is simply started again)."""
+        """Restart a service and wait for it to be ready; returns 1 if an armed failpoint made it
+        crash on the way (it is then disarmed and started again), else 0."""
         process = self.stack.services[name]
-        crashes = 0
-        while True:
-            try:
-                await asyncio.to_thread(process.restart, wait=True, timeout=90)
-                return crashes
-            except RuntimeError:
-                if "EMPORIUM_FAILPOINTS" not in process.env or crashes > 20:
-                    raise
-                crashes += 1
+        try:
+            await asyncio.to_thread(process.restart, wait=True, timeout=90)
+            return 0
+        except RuntimeError:
+            if process.env.pop("EMPORIUM_FAILPOINTS", None) is None:
+                raise
+        await asyncio.to_thread(process.restart, wait=True, timeout=90)
+        return 1
 
     # ------------------------------------------------------------------ one scenario
 
@@ -367,23 +366,34 @@ async def kill_and_restart(suite: FaultSuite, result: Result, names: list[str]) 
 
 async def crash_at(suite: FaultSuite, result: Result, point: str, probability: float, names: list[str],
                    crashes: int = 3, window: float = 8.0) -> None:
-    """Arm a failpoint (the process SIGKILLs itself there), restart whatever dies, count crashes."""
+    """Arm a failpoint (the process SIGKILLs itself there), restart whatever dies, count crashes.
+    A service that has crashed is restarted disarmed, so a crash loop cannot starve the test."""
     crashed = 0
+
+    async def restart_disarmed(name: str) -> None:
+        nonlocal crashed
+        process = suite.stack.services[name]
+        process.env.pop("EMPORIUM_FAILPOINTS", None)
+        crashed += await suite.restart(name)
+
     for name in names:
         suite.stack.services[name].env["EMPORIUM_FAILPOINTS"] = f"{point}={probability}"
-        crashed += await suite.restart(name)
+        crashes_on_start = await suite.restart(name)
+        if crashes_on_start:
+            crashed += crashes_on_start
+            await restart_disarmed(name)
     deadline = time.monotonic() + window
     while time.monotonic() < deadline and crashed < crashes:
         await asyncio.sleep(0.1)
         for name in names:
             if not suite.stack.services[name].running:
-                crashed += 1 + await suite.restart(name)
+                crashed += 1
+                await restart_disarmed(name)
     for name in names:
         process = suite.stack.services[name]
-        process.env.pop("EMPORIUM_FAILPOINTS", None)
-        if not process.running:
-            crashed += 1
-        await suite.restart(name)
+        if "EMPORIUM_FAILPOINTS" in process.env or not process.running:
+            crashed += 0 if process.running else 1
+            await restart_disarmed(name)
     result.faults += crashed
 
 

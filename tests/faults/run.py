@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -73,4 +74,9 @@ if __name__ == "__main__":
     parser.add_argument("--report", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: everything started is stopped
+
+    signal.signal(signal.SIGTERM, interrupted)
     sys.exit(asyncio.run(main(args.short, args.only, args.seed, args.report)))

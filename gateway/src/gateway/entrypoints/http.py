@@ -130,6 +130,10 @@ def _json(response: httpx.Response, service: str) -> Any:
         raise UpstreamBadResponse(service, "body is not JSON") from None
 
 
+# Set on an answer served without one of the services it usually draws on.
+_DEGRADED = {"X-Emporium-Degraded": "inventory"}
+
+
 def _is_ok(response: httpx.Response) -> bool:
     return 200 <= response.status_code < 300
 
@@ -200,10 +204,13 @@ async def list_products(
         raise UpstreamBadResponse("catalog", "product page without items")
     products = [p for p in body["items"] if isinstance(p, dict)]
     keys = [k for k in (_product_key(p) for p in products) if k is not None]
-    levels = await _availability(services, list(dict.fromkeys(keys)))
+    try:
+        levels: dict[str, int] | None = await _availability(services, list(dict.fromkeys(keys)))
+    except UpstreamUnavailable:
+        levels = None  # browsing outlives an inventory outage: stock shows as unknown
     for product in products:
-        product["available"] = levels.get(_product_key(product) or "", 0)
-    return JSONResponse(body)
+        product["available"] = None if levels is None else levels.get(_product_key(product) or "", 0)
+    return JSONResponse(body, headers=_DEGRADED if levels is None else None)
 
 
 @router.get("/products/{product_id}", tags=["products"])
@@ -220,6 +227,11 @@ async def get_product(product_id: UUID, services: Services) -> Response:
     product = _json(product_call, "catalog")
     if not isinstance(product, dict):
         raise UpstreamBadResponse("catalog", "product is not an object")
+    if isinstance(stock_call, UpstreamUnavailable) or (
+        not isinstance(stock_call, BaseException) and stock_call.status_code == 503
+    ):
+        product["available"] = None  # the product page outlives an inventory outage
+        return JSONResponse(product, headers=_DEGRADED)
     if isinstance(stock_call, BaseException):
         raise stock_call
     if stock_call.status_code == 404:

@@ -139,7 +139,8 @@ async def expire_reservations(uow: InventoryUnitOfWork, *, limit: int = 100) -> 
             StockReleased(order_id=order_id, lines=_stock_lines(reservation.lines)), aggregate_id=order_id
         )
         expired += 1
-    await uow.commit()
+    if expired:
+        await uow.commit()
     return expired
 
 

@@ -24,8 +24,8 @@ def saga_deadline_sweep(uow_factory: Callable[[], OrdersUnitOfWork], *, key_rete
             if batch < BATCH:
                 break
         async with uow_factory() as uow:
-            await uow.idempotency.purge(older_than=datetime.now(UTC) - key_retention)
-            await uow.commit()
+            if await uow.idempotency.purge(older_than=datetime.now(UTC) - key_retention):
+                await uow.commit()
         return expired
 
     return sweep

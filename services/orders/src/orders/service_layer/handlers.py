@@ -144,7 +144,8 @@ async def expire_overdue(uow: OrdersUnitOfWork, *, limit: int = 100) -> int:
             await uow.orders.save(order)
             await _publish_cancelled(order, uow)
             expired += 1
-    await uow.commit()
+    if expired:
+        await uow.commit()
     return expired
 
 
