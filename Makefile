@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV := uv run --frozen
 PYTEST_FLAGS ?= -q
 
-.PHONY: bootstrap run test unit contract e2e faults lint-imports contract-snapshots clean
+.PHONY: bootstrap run test unit contract e2e faults bench lint-imports contract-snapshots clean
 
 bootstrap:
 	@devstack/bin/bootstrap
@@ -28,6 +28,9 @@ e2e: bootstrap
 
 faults: bootstrap ## every fault scenario against the real stack; prints the invariant table
 	@$(UV) python tests/faults/run.py --report .cache/faults-report.json
+
+bench: bootstrap ## open-loop benchmark + references; writes bench/results/{report.md,results.json,*.png}
+	@$(UV) python bench/run.py $(BENCH_FLAGS)
 
 lint-imports:
 	@$(UV) lint-imports --no-cache
