@@ -339,7 +339,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="short steps, for a smoke run")
     parser.add_argument("--start-rate", type=float, default=10.0)
     parser.add_argument("--ceiling", type=float, default=800.0)
-    parser.add_argument("--browse-rate", type=float, default=150.0)
+    parser.add_argument("--browse-rate", type=float, default=40.0)
     args = parser.parse_args()
     args.step_seconds = 5.0 if args.quick else 10.0
     args.measure_seconds = 8.0 if args.quick else 20.0

@@ -148,6 +148,7 @@ class UnitOfWork:
                 event_type=envelope.event_type,
                 envelope=envelope.model_dump(mode="json"),
                 trace_headers=tracing.current_carrier(),
+                created_at=sa.func.clock_timestamp(),  # not now(): that is the transaction's start
             )
         )
         self._published += 1
@@ -225,7 +226,7 @@ class OutboxRelay:
             await asyncio.gather(*futures)
             crash_point("relay.after_send")
             await session.execute(
-                sa.update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(sent_at=sa.func.now())
+                sa.update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(sent_at=sa.func.clock_timestamp())
             )
         for row in rows:
             self._metrics.published.labels(row.topic).inc()
