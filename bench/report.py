@@ -142,7 +142,33 @@ def markdown(results: dict[str, Any], images: list[str]) -> str:
         lines.append("")
     refs = results.get("references", {})
     if refs:
-        lines += ["## References, same run, same machine", "", "```json", json.dumps(refs, indent=2), "```", ""]
+        lines += ["## References, same run, same machine", ""]
+        pg = refs.get("postgres_order_plus_outbox", {})
+        if "tps" in pg:
+            lines += [f"- **Database ceiling** (pgbench, one order insert + one outbox insert per transaction, "
+                      f"{pg.get('clients')} clients, fsync on): {round(pg['tps'])} transactions/s, "
+                      f"{pg['latency_ms_avg']} ms average.", ""]
+        reads = [(name, refs.get(f"catalog_read_{name}")) for name in ("direct", "gateway", "nginx")]
+        if all(r and "requests_per_second" in r for _, r in reads):
+            direct = reads[0][1]["requests_per_second"]
+            lines += ["- **Gateway cost**: `GET /products?page_size=20` with wrk (32 connections, same machine):", "",
+                      _row(["path", "req/s", "× direct", "p50 ms", "p99 ms"]), _row(["---"] * 5)]
+            for name, r in reads:
+                lines.append(_row([name, r["requests_per_second"], round(r["requests_per_second"] / direct, 2),
+                                   r.get("latency_ms_p50"), r.get("latency_ms_p99")]))
+            lines.append("")
+        tool, ours = refs.get("kafka_tool_end_to_end", {}), refs.get("kafka_our_hop", {})
+        if "avg_ms" in tool and "avg_ms" in ours:
+            lines += ["- **One Kafka hop** (produce → consume, one record at a time, acks=all): Kafka's own "
+                      "EndToEndLatency tool against our producer and consumer settings (the tool's percentiles are "
+                      "whole milliseconds, truncated):", "", _row(["client", "avg", "p50", "p99", "p99.9"]),
+                      _row(["---"] * 5),
+                      _row(["Kafka tool", round(tool["avg_ms"], 2), tool["p50_ms"], tool["p99_ms"], tool["p999_ms"]]),
+                      _row(["ours (aiokafka)", round(ours["avg_ms"], 2), round(ours["p50_ms"], 2),
+                            round(ours["p99_ms"], 2), round(ours["p999_ms"], 2)]), ""]
+        errors = {k: v["error"] for k, v in refs.items() if isinstance(v, dict) and "error" in v}
+        if errors:
+            lines += [f"- reference errors: {errors}", ""]
     for image in images:
         lines += [f"![{image}]({image})", ""]
     return "\n".join(lines)

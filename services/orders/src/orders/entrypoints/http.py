@@ -31,7 +31,7 @@ class Caller(BaseModel):
         return self.role == "admin"
 
 
-def caller(
+async def caller(  # async: FastAPI would run a plain def in a worker thread
     x_user_id: Annotated[str | None, Header()] = None,
     x_user_email: Annotated[str | None, Header()] = None,
     x_user_role: Annotated[str, Header()] = "customer",
