@@ -59,20 +59,24 @@ def create_app(
         if settings.jwt_secret == DEV_JWT_SECRET:
             log.warning("GATEWAY_JWT_SECRET is the development default; set a random secret outside development")
         user_store = store or SqlUserStore.from_url(settings.database_url, pool_size=settings.db_pool_size)
-        client = make_http_client(
-            timeout=settings.upstream_timeout_seconds,
-            max_connections=settings.upstream_max_connections,
-            transport=upstream_transport,
-        )
+        urls = settings.upstream_urls()
+        clients = {
+            name: make_http_client(
+                timeout=settings.upstream_timeout_seconds,
+                max_connections=settings.upstream_max_connections,
+                transport=upstream_transport,
+            )
+            for name in urls
+        }
         tokens = JwtTokens(secret=settings.jwt_secret, ttl_seconds=settings.jwt_ttl_seconds, issuer=settings.jwt_issuer)
         app.state.store = user_store
         app.state.tokens = tokens
-        app.state.upstreams = Upstreams(client, settings.upstream_urls())
+        app.state.upstreams = upstreams = Upstreams(clients, urls)
         app.state.bus = MessageBus(store=user_store, hasher=hasher or Argon2Hasher(), tokens=tokens)
         try:
             yield
         finally:
-            await client.aclose()
+            await upstreams.aclose()
             if store is None:
                 await user_store.close()
 

@@ -14,7 +14,7 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     host: str = "127.0.0.1"
     port: int = 8080
-    db_pool_size: int = 10
+    db_pool_size: int = 20
     relay_sweep_seconds: float = 1.0
     log_level: str = "INFO"
 
