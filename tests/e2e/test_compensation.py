@@ -57,8 +57,8 @@ async def test_a_retried_order_with_the_same_idempotency_key_returns_the_first_a
     )
     assert r.status_code == 422 and "Idempotency-Key" in r.json()["detail"]
     await api.settled(token, first["id"])
-    assert db("payments", "SELECT provider_key FROM payments WHERE order_id = :o", o=first["id"])[0][0] == (
-        f"charge:{customer_id}:{key}"
+    assert db("payments", "SELECT provider_key, client_key FROM payments WHERE order_id = :o", o=first["id"])[0] == (
+        f"charge:{first['id']}", key
     )
 
 

@@ -132,9 +132,22 @@ async def test_a_reservation_whose_ttl_passed_is_released_once_and_reported():
     assert await handlers.expire_reservations(uow) == 0
     assert level(uow, A) == (5, 0)
     assert uow.published_types() == ["StockReserved", "StockReleased"]
-    # a late confirmation cannot deduct stock that is no longer held
+    # a confirmation that reaches inventory late still takes the stock: the order is paid
     await handlers.commit_reservation(finished(OrderConfirmed, order, (A, 2)), ENV, uow)
-    assert level(uow, A) == (5, 0)
+    assert level(uow, A) == (3, 0)
+    assert uow.reservations.rows[order].status.value == "COMMITTED"
+
+
+async def test_a_late_confirmation_whose_stock_was_sold_meanwhile_is_flagged_not_forced():
+    from datetime import timedelta
+
+    uow, late, other = FakeInventoryUoW({A: 2}), uuid4(), uuid4()
+    await handlers.reserve_stock(placed(late, (A, 2)), ENV, uow, ttl=timedelta(seconds=-1))
+    await handlers.expire_reservations(uow)
+    await handlers.reserve_stock(placed(other, (A, 2)), ENV, uow)
+    await handlers.commit_reservation(finished(OrderConfirmed, late, (A, 2)), ENV, uow)
+    assert level(uow, A) == (2, 2)
+    assert uow.reservations.rows[late].reason == "OVERSOLD_AFTER_EXPIRY"
 
 
 async def test_a_reservation_within_its_ttl_is_kept():

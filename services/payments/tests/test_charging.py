@@ -115,12 +115,13 @@ async def test_cancelling_a_captured_order_refunds_it_once():
     assert uow.published_types() == ["PaymentCaptured", "PaymentRefunded"]
 
 
-async def test_the_customers_idempotency_key_becomes_the_providers_key():
+async def test_the_provider_key_is_the_order_and_the_customers_key_is_kept_with_the_payment():
     uow, provider, order = FakeUoW(), RecordingProvider(), uuid4()
     event = placed(order).model_copy(update={"idempotency_key": "client-key-1"})
     await handlers.record_order(event, uow, provider)
     await handlers.record_reservation(StockReserved(order_id=order, lines=()), uow, provider)
-    assert list(provider.operations) == [f"charge:{event.customer_id}:client-key-1"]
+    assert list(provider.operations) == [f"charge:{order}"]
+    assert uow.payments.rows[order].client_key == "client-key-1"
 
 
 async def test_a_charge_whose_record_was_lost_is_found_and_refunded_when_the_order_is_cancelled():

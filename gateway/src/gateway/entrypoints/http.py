@@ -354,7 +354,10 @@ async def _each_service(services: Upstreams, method: str, path: str, caller: Pri
             return {"error": str(exc)}
         if response.status_code >= 400:
             return {"error": f"{name} answered {response.status_code}"}
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            return {"error": f"{name} answered something that is not JSON"}
 
     answers = await asyncio.gather(*(ask(name) for name in MESSAGING_SERVICES))
     return dict(zip(MESSAGING_SERVICES, answers, strict=True))

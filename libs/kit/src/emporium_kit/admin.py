@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
@@ -69,23 +70,33 @@ async def replay_one(letter_id: int, request: Request) -> Replayed:
 
 
 @router.post("/dead-letters/replay", response_model=Replayed)
-async def replay_all(request: Request) -> Replayed:
-    return Replayed(replayed=await _replay(request, dead_letters.c.replayed_at.is_(None)))
+async def replay_all(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> Replayed:
+    """Replays up to ``limit`` letters, oldest first; call again for the rest."""
+    return Replayed(replayed=await _replay(request, dead_letters.c.replayed_at.is_(None), limit=limit))
 
 
-async def _replay(request: Request, which: sa.ColumnElement[bool], must_exist: int | None = None) -> list[int]:
+async def _replay(
+    request: Request, which: sa.ColumnElement[bool], must_exist: int | None = None, limit: int = 1
+) -> list[int]:
     runtime = _runtime(request)
     if not runtime.kafka_connected:
         raise HTTPException(503, "Kafka is not reachable; nothing was replayed", headers={"Retry-After": "5"})
     done = []
     async with runtime.session_factory() as session, session.begin():
         rows = (
-            await session.execute(sa.select(dead_letters).where(which).order_by(dead_letters.c.id).with_for_update())
+            await session.execute(
+                sa.select(dead_letters).where(which).order_by(dead_letters.c.id).limit(limit).with_for_update()
+            )
         ).all()
         if must_exist is not None and not rows:
             raise HTTPException(404, f"dead letter {must_exist} does not exist")
         for row in rows:
-            await replay(runtime.producer, row)
+            try:
+                await replay(runtime.producer, row)
+            except KafkaError as exc:
+                if not done:
+                    raise HTTPException(503, f"Kafka refused the replay: {exc!r}", headers={"Retry-After": "5"}) from exc
+                break  # mark what went out; the rest stays for the next call
             done.append(row.id)
         if done:
             await session.execute(

@@ -35,5 +35,9 @@ class Periodic:
             try:
                 if done := await self._job():
                     log.info("%s: %d done", self.name, done)
+            except asyncio.CancelledError:
+                raise
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("%s failed, retrying in %.1fs: %r", self.name, self._interval, exc)
+            except Exception:  # a bug in one run must not end the job for the life of the service
+                log.exception("%s failed unexpectedly; running again in %.1fs", self.name, self._interval)

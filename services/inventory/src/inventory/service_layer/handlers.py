@@ -80,13 +80,31 @@ async def reserve_stock(
 async def commit_reservation(event: OrderConfirmed, _: Envelope, uow: InventoryUnitOfWork) -> None:
     reservation = await uow.reservations.get_for_update(order_id=event.order_id)
     if reservation is not None and reservation.status is ReservationStatus.EXPIRED:
-        # Orders never confirms past its saga deadline, which is shorter than the TTL; reaching
-        # here means clocks or settings disagree. Say so loudly rather than deduct blindly.
-        log.error("order %s confirmed after its reservation expired; stock not deducted", event.order_id)
+        await _deduct_after_expiry(reservation, uow)
         return
     if reservation is None or reservation.status is not ReservationStatus.RESERVED:
         return
     items = await uow.stock.lock(product_ids=reservation.lines)
+    for product_id, quantity in reservation.lines.items():
+        items[product_id].commit(quantity)
+    await uow.stock.save(items.values())
+    reservation.status = ReservationStatus.COMMITTED
+    await uow.reservations.save(reservation)
+
+
+async def _deduct_after_expiry(reservation: Reservation, uow: InventoryUnitOfWork) -> None:
+    """A confirmation that reached inventory after the reservation's TTL (its consumer lagged
+    behind while the expiry job ran): the order is paid, so take the stock now if it is there.
+    If it is not, the order was oversold: say so loudly and keep the reservation as evidence."""
+    items = await uow.stock.lock(product_ids=reservation.lines)
+    try:
+        reserve_all(items, reservation.lines)
+    except InsufficientStock as exc:
+        log.error("order %s confirmed after its reservation expired and the stock is gone: %s",
+                  reservation.order_id, exc)
+        reservation.reason = "OVERSOLD_AFTER_EXPIRY"
+        await uow.reservations.save(reservation)
+        return
     for product_id, quantity in reservation.lines.items():
         items[product_id].commit(quantity)
     await uow.stock.save(items.values())

@@ -41,13 +41,13 @@ class Payment:
     def charge_key(self) -> str:
         """The provider's idempotency key: one charge per order, whatever is redelivered.
 
-        The customer's own key when they sent one (scoped to them: keys are per customer),
-        else the order id; either way it is fixed before the first charge attempt.
+        It is the order id, which orders keeps 1:1 with the customer's Idempotency-Key. Not
+        the customer's key itself: it is unknown when a cancellation must look a charge up
+        before the order's details arrived, and a key reused after its retention would
+        return an old charge for a new order.
         """
         if self.provider_key is None:
-            self.provider_key = (
-                f"charge:{self.customer_id}:{self.client_key}" if self.client_key else f"charge:{self.order_id}"
-            )
+            self.provider_key = f"charge:{self.order_id}"
         return self.provider_key
 
     def captured(self, charge_id: str) -> None:
