@@ -78,6 +78,8 @@ class ReservationRepository:
             "expires_at": reservation.expires_at,
         }
         await self._session.execute(
-            insert(reservations).values(order_id=reservation.order_id, created_at=sa.func.now(), **values)
+            insert(reservations).values(
+                order_id=reservation.order_id, created_at=sa.func.now(), updated_at=sa.func.now(), **values
+            )
             .on_conflict_do_update(index_elements=["order_id"], set_={**values, "updated_at": sa.func.now()})
         )
