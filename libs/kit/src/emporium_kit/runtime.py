@@ -40,6 +40,100 @@ class Resource(Protocol):
 
     async def start(self) -> None: ...
 
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """One consumer group: its name (also the inbox key), topics and handler table."""
+
+    name: str
+    topics: Sequence[str]
+    handlers: Mapping[str, Handler]
+
+
+@dataclass
+class Runtime(Generic[U]):
+    service: str
+    settings: ServiceSettings
+    uow_class: type[U]
+    consumers: Sequence[ConsumerSpec] = ()
+    resources: list[Resource] = field(default_factory=list)
+    commit_hooks: list[Callable[[], None]] = field(default_factory=list)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _running: list[EventConsumer] = field(default_factory=list)
+    kafka_connected: bool = False
+
+    async def start(self) -> None:
+        self.metrics = MessagingMetrics.for_service(self.service)
+        self.engine = make_engine(self.settings.database_url, pool_size=self.settings.db_pool_size)
+        self.session_factory = make_session_factory(self.engine)
+        self.producer = make_producer(self.settings.kafka_bootstrap, client_id=self.service)
+        self.relay = OutboxRelay(
+            self.session_factory, self.producer, metrics=self.metrics,
+            sweep_interval=self.settings.relay_sweep_seconds,
+        )
+        for resource in self.resources:
+            await resource.start()
+        self._tasks.append(asyncio.create_task(self._connect(), name=f"{self.service}-kafka"))
+
+    def uow(self) -> U:
+        return self.uow_class(self.session_factory, producer_name=self.service, on_commit=self._committed)
+
+    def _committed(self, published: int) -> None:
+        if published:
+            self.relay.notify()
+        for hook in self.commit_hooks:
+            hook()
+
+    async def _connect(self) -> None:
+        await _retry_forever(f"{self.service}: Kafka", self._connect_producer)
+        self.kafka_connected = True
+        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.service}-relay"))
+        for spec in self.consumers:
+            consumer = EventConsumer(
+                name=spec.name, bootstrap=self.settings.kafka_bootstrap, topics=spec.topics,
+                handlers=spec.handlers, uow_factory=self.uow, producer=self.producer, metrics=self.metrics,
+            )
+            self._running.append(consumer)
+            self._tasks.append(asyncio.create_task(self._supervise(consumer), name=spec.name))
+
+    async def _connect_producer(self) -> None:
+        await ensure_topics(self.settings.kafka_bootstrap)
+        await self.producer.start()
+
+    async def _supervise(self, consumer: EventConsumer) -> None:
+        """Run a consumer for the life of the service: whatever stops its loop, it is rebuilt
+        (its committed offsets are safe, and the inbox absorbs what is replayed)."""
+        while True:
+            await _retry_forever(consumer.name, consumer.start)
+            try:
+                await consumer.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: consumer loop stopped; restarting it", consumer.name)
+            consumer.ready.clear()
+            try:
+                await consumer.stop()
+            except Exception:  # a consumer that cannot even close is rebuilt all the same
+                log.exception("%s: consumer did not stop cleanly", consumer.name)
+            await asyncio.sleep(1.0)
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {"database": await self._database_ok(), "kafka": self.kafka_connected}
+        for spec in self.consumers:
+            checks[f"consumer:{spec.name}"] = any(c.name == spec.name and c.ready.is_set() for c in self._running)
+        return checks
+
+    async def _database_ok(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), timeout=2)
+            return True
+        except (sa.exc.SQLAlchemyError, OSError, TimeoutError):
+            return False
+
     async def stop(self) -> None:
         """Stop within bounded time even when Kafka or PostgreSQL is gone (closing a producer
         flushes to the broker, which can wait forever): each step gets a few seconds."""
