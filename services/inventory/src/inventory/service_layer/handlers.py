@@ -84,7 +84,11 @@ async def commit_reservation(event: OrderConfirmed, _: Envelope, uow: InventoryU
         return
     if reservation is None or reservation.status is not ReservationStatus.RESERVED:
         return
-    items = await uow.stock.lock(product_ids=reservation.lines)
+    await _deduct(reservation, await uow.stock.lock(product_ids=reservation.lines), uow)
+
+
+async def _deduct(reservation: Reservation, items: dict[UUID, StockItem], uow: InventoryUnitOfWork) -> None:
+    """The reserved quantities leave the stock for good."""
     for product_id, quantity in reservation.lines.items():
         items[product_id].commit(quantity)
     await uow.stock.save(items.values())
@@ -105,11 +109,7 @@ async def _deduct_after_expiry(reservation: Reservation, uow: InventoryUnitOfWor
         reservation.reason = "OVERSOLD_AFTER_EXPIRY"
         await uow.reservations.save(reservation)
         return
-    for product_id, quantity in reservation.lines.items():
-        items[product_id].commit(quantity)
-    await uow.stock.save(items.values())
-    reservation.status = ReservationStatus.COMMITTED
-    await uow.reservations.save(reservation)
+    await _deduct(reservation, items, uow)
 
 
 async def release_reservation(event: OrderCancelled, _: Envelope, uow: InventoryUnitOfWork) -> None:
