@@ -31,11 +31,36 @@ from emporium_devstack.testing import cache_dir, repo_root  # noqa: E402
 
 PROCESSES = ("gateway", "orders", "inventory", "payments", "notifications", "catalog")
 OURS = ("emporium_", "/services/", "/gateway/src/")
+# Self time is charged to the first library found in the stack, innermost first, so a psycopg
+# call made by SQLAlchemy counts as psycopg and the rest of SQLAlchemy's work as sqlalchemy.
+LAYERS = (
+    ("psycopg", ("psycopg",)),
+    ("sqlalchemy", ("sqlalchemy",)),
+    ("aiokafka", ("aiokafka", "kafka/")),
+    ("httpx/httpcore", ("httpx", "httpcore", "anyio", "h11")),
+    ("pydantic", ("pydantic",)),
+    ("fastapi/starlette/uvicorn", ("fastapi", "starlette", "uvicorn")),
+    ("opentelemetry", ("opentelemetry",)),
+    ("prometheus", ("prometheus_client",)),
+    ("json", ("json/",)),
+    ("logging", ("logging/",)),
+    ("our code", OURS),
+    ("asyncio/uvloop", ("asyncio/", "uvloop")),
+)
+
+
+def layer_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, markers in LAYERS:
+            if any(marker in frame for marker in markers):
+                return name
+    return "other"
 
 
 def summarize(collapsed: Path, top: int = 25) -> str:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    layers: Counter[str] = Counter()
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -43,11 +68,14 @@ def summarize(collapsed: Path, top: int = 25) -> str:
         frames = stack.split(";")
         total += count
         own[frames[-1]] += count
+        layers[layer_of(frames)] += count
         for frame in set(frames):
             if any(marker in frame for marker in OURS) or "sqlalchemy" in frame or "aiokafka" in frame \
                     or "httpx" in frame or "pydantic" in frame or "opentelemetry" in frame:
                 inclusive[frame] += count
-    lines = [f"{total} samples", "", "self (top of stack):"]
+    lines = [f"{total} samples (only while holding the GIL: CPU, not waiting)", "", "by layer (self time):"]
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in layers.most_common()]
+    lines += ["", "self (top of stack):"]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     lines += ["", "inclusive (frames of our code and main libraries):"]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
@@ -71,7 +99,7 @@ async def main(args: argparse.Namespace) -> int:
             samplers = {
                 name: subprocess.Popen(
                     [pyspy, "record", "--pid", str(stack.services[name].pid), "--duration", str(int(args.seconds)),
-                     "--rate", "200", "--format", "raw", "--output", str(out / f"{name}.collapsed"), "--nonblocking"],
+                     "--rate", "200", "--format", "raw", "--output", str(out / f"{name}.collapsed"), "--nonblocking", "--gil"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for name in PROCESSES
             }
@@ -87,7 +115,7 @@ async def main(args: argparse.Namespace) -> int:
                 continue
             text = summarize(collapsed)
             (out / f"{name}.txt").write_text(text + "\n")
-            print(f"\n== {name}\n" + "\n".join(text.splitlines()[:14]))
+            print(f"\n== {name}\n" + "\n".join(text.splitlines()[:22]))
     finally:
         await asyncio.to_thread(stack.stop)
     return 0

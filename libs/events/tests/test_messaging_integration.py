@@ -236,3 +236,53 @@ async def test_a_handler_that_always_fails_is_dead_lettered_after_its_attempts_a
     assert dict(letters[0].headers)["dlq.attempts"] == b"3"
     assert json.loads(letters[0].value)["payload"]["order_id"] == str(poisoned)
     assert await harness.effect_count(poisoned) == 0
+
+
+async def _published_backlog(harness: Harness, order_ids: list[UUID]) -> None:
+    """Put events in Kafka before any consumer runs, so the first poll returns them together."""
+    async with harness.uow() as uow:
+        for order_id in order_ids:
+            await uow.publish(PaymentFailed(order_id=order_id, reason="PAYMENT_DECLINED"), aggregate_id=order_id)
+        await uow.commit()
+    assert await eventually(lambda: _backlog_empty(harness))
+
+
+async def _backlog_empty(harness: Harness) -> bool:
+    return (await backlog(harness.sessions))[0] == 0
+
+
+async def test_a_backlog_is_handled_in_shared_transactions_and_each_effect_lands_once(harness):
+    ours = [uuid4() for _ in range(30)]
+    transactions: dict[UUID, int] = {}
+
+    async def record_with_txid(event, envelope, uow):
+        if event.order_id in ours:
+            transactions[event.order_id] = (await uow.session.execute(sa.text("SELECT txid_current()"))).scalar_one()
+        await record_effect(event, envelope, uow)
+
+    await _published_backlog(harness, ours)
+    async with harness.consumer(record_with_txid):
+        assert await eventually(lambda: _all_have_effects(harness, ours))
+    assert [await harness.effect_count(o) for o in ours] == [1] * 30
+    assert len(set(transactions.values())) < len(ours)  # some events shared a transaction
+
+
+async def _all_have_effects(harness: Harness, order_ids: list[UUID]) -> bool:
+    return all([await harness.effect_count(o) for o in order_ids])
+
+
+async def test_one_failing_event_in_a_shared_transaction_keeps_its_neighbours_effects(harness):
+    ours = [uuid4() for _ in range(10)]
+    poisoned = ours[4]
+
+    async def refuse_one(event, envelope, uow):
+        await record_effect(event, envelope, uow)  # written, then rolled back with the batch
+        if event.order_id == poisoned:
+            raise RuntimeError("always fails")
+
+    await _published_backlog(harness, ours)
+    async with harness.consumer(refuse_one, max_attempts=2):
+        assert await eventually(lambda: _all_have_effects(harness, [o for o in ours if o != poisoned]))
+        letters = await _dead_letters(harness.bootstrap, poisoned)
+    assert len(letters) == 1
+    assert [await harness.effect_count(o) for o in ours] == [0 if o == poisoned else 1 for o in ours]

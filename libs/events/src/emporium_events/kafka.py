@@ -52,11 +52,17 @@ def make_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
 
 
 class EventConsumer:
-    """Consumes batches, handles each event in its own transaction, commits offsets per batch.
+    """Consumes batches, handles them in shared transactions, commits offsets per batch.
 
     De-duplication key: ``(name, envelope.event_id)`` in the inbox table, claimed in the same
     transaction as the handler's effect. Offsets are committed only after every transaction of
     the batch has committed, so a crash replays the batch and the inbox turns it into no-ops.
+
+    Under load a poll returns many records; up to ``tx_batch`` of them are claimed with one
+    statement and handled in one transaction, so one commit (one WAL flush) serves them all.
+    If anything in that transaction fails it is rolled back as a whole and its records are
+    handled again one by one, each in its own transaction with the rules below, so one bad
+    event never takes its neighbours' effects with it.
 
     Failures: an undecodable record, an invalid payload or a ``PermanentError`` goes to
     ``<topic>.dlq`` at once; a transient infrastructure error is retried with backoff for as long
@@ -76,6 +82,7 @@ class EventConsumer:
         max_attempts: int = 5,
         base_backoff: float = 0.05,
         max_batch: int = 200,
+        tx_batch: int = 50,
     ) -> None:
         self.name = name
         self._bootstrap = bootstrap
@@ -87,6 +94,7 @@ class EventConsumer:
         self._max_attempts = max_attempts
         self._base_backoff = base_backoff
         self._max_batch = max_batch
+        self._tx_batch = tx_batch
         self._consumer: AIOKafkaConsumer | None = None
         self._tracer = trace.get_tracer("emporium.consumer")
         self.ready = asyncio.Event()
@@ -120,11 +128,32 @@ class EventConsumer:
             if not batch:
                 continue
             offsets: dict[TopicPartition, int] = {}
-            for tp, records in batch.items():
-                for record in records:
-                    if tp not in consumer.assignment():
-                        break  # revoked while we worked: its new owner takes it from the last commit
-                    await self._process(record)
+            abandoned: set[TopicPartition] = set()
+
+            def owned(record: ConsumerRecord[bytes, bytes]) -> bool:
+                """False once its partition was revoked while we worked: the new owner takes it
+                from the last commit, and no later record of it is handled here (offsets stay a
+                prefix of what was handled)."""
+                tp = TopicPartition(record.topic, record.partition)
+                if tp not in abandoned and tp not in consumer.assignment():
+                    abandoned.add(tp)
+                return tp not in abandoned
+
+            done: set[tuple[TopicPartition, int]] = set()
+            records = [record for rs in batch.values() for record in rs]  # each partition's in order
+            for start in range(0, len(records), self._tx_batch):
+                chunk = [record for record in records[start:start + self._tx_batch] if owned(record)]
+                rest = await self._process_together(chunk) if len(chunk) > 1 else chunk
+                for record in rest:
+                    if owned(record):
+                        await self._process(record)
+                        done.add((TopicPartition(record.topic, record.partition), record.offset))
+                rest_ids = {id(record) for record in rest}
+                done.update((TopicPartition(r.topic, r.partition), r.offset) for r in chunk if id(r) not in rest_ids)
+            for tp, rs in batch.items():
+                for record in rs:  # up to the first record not handled: offsets never skip one
+                    if (tp, record.offset) not in done:
+                        break
                     offsets[tp] = record.offset + 1
             await self._commit(consumer, offsets)
 
@@ -140,6 +169,69 @@ class EventConsumer:
             await consumer.commit(owned)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("%s: offset commit refused by a rebalance (%r); the new owner replays", self.name, exc)
+
+    async def _process_together(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[ConsumerRecord[bytes, bytes]]:
+        """Handle ``records`` (each partition's in order) in one transaction. Returns those
+        left to handle one by one: none on success, every decodable one if the transaction
+        failed (rolled back whole). Undecodable records are dead-lettered here and now."""
+        started = time.perf_counter()
+        parsed = []
+        for record in records:
+            try:
+                envelope = decode(record.value)
+                event = envelope.event()
+            except (UndecodableMessage, ValidationError) as exc:
+                await self._dead_letter(record, exc, attempts=1)
+                self._metrics.consumed.labels(record.topic, "dead_lettered").inc()
+                continue
+            parsed.append((record, envelope, event))
+        if len(parsed) < 2:
+            return [record for record, _, _ in parsed]
+        outcomes: list[str] = []
+        try:
+            async with self._uow_factory() as uow:
+                wanted = [envelope for _, envelope, event in parsed
+                          if event is not None and envelope.event_type in self._handlers]
+                claimed = await uow.claim_many(consumer=self.name, envelopes=wanted)
+                for record, envelope, event in parsed:
+                    if event is None or envelope.event_type not in self._handlers:
+                        outcomes.append("ignored")
+                    elif envelope.event_id not in claimed:
+                        outcomes.append("duplicate")
+                    else:
+                        claimed.discard(envelope.event_id)  # the same event twice in one batch
+                        with self._span(record, envelope):
+                            uow.causation = envelope
+                            await self._handlers[envelope.event_type](event, envelope, uow)
+                        outcomes.append("handled")
+                await uow.commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # rolled back whole; the records are handled one by one
+            log.info("%s: batch of %d rolled back (%r); handling one by one", self.name, len(parsed), exc)
+            return [record for record, _, _ in parsed]
+        each = (time.perf_counter() - started) / len(parsed)
+        for (record, _, _), outcome in zip(parsed, outcomes):
+            self._metrics.consumed.labels(record.topic, outcome).inc()
+            self._metrics.handle_seconds.labels(record.topic).observe(each)
+        return []
+
+    def _span(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> Any:
+        parent = tracing.context_from_carrier(tracing.carrier_from_headers(record.headers))
+        return self._tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.operation.type": "process",
+                "messaging.consumer.group.name": self.name,
+                "messaging.message.id": str(envelope.event_id),
+                "messaging.kafka.offset": record.offset,
+                "messaging.destination.partition.id": str(record.partition),
+            },
+        )
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         started = time.perf_counter()
@@ -183,21 +275,7 @@ class EventConsumer:
                 await asyncio.sleep(delay)
 
     async def _handle_once(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, event: Event) -> str:
-        parent = tracing.context_from_carrier(tracing.carrier_from_headers(record.headers))
-        with self._tracer.start_as_current_span(
-            f"{record.topic} process",
-            context=parent,
-            kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": record.topic,
-                "messaging.operation.type": "process",
-                "messaging.consumer.group.name": self.name,
-                "messaging.message.id": str(envelope.event_id),
-                "messaging.kafka.offset": record.offset,
-                "messaging.destination.partition.id": str(record.partition),
-            },
-        ):
+        with self._span(record, envelope):
             async with self._uow_factory() as uow:
                 uow.causation = envelope
                 if not await uow.claim(consumer=self.name, envelope=envelope):

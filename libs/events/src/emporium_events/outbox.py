@@ -128,6 +128,18 @@ class UnitOfWork:
         )
         return result.first() is not None
 
+    async def claim_many(self, *, consumer: str, envelopes: list[Envelope]) -> set[UUID]:
+        """``claim`` for many events with one statement; returns the ids seen for the first time."""
+        if not envelopes:
+            return set()
+        result = await self.session.execute(
+            insert(inbox)
+            .values([{"consumer": consumer, "event_id": e.event_id, "event_type": e.event_type} for e in envelopes])
+            .on_conflict_do_nothing()
+            .returning(inbox.c.event_id)
+        )
+        return set(result.scalars())
+
     async def publish(
         self, event: Event, *, aggregate_id: UUID | str, correlation_id: str | None = None
     ) -> Envelope:
@@ -181,6 +193,14 @@ class OutboxRelay:
         self._sweep_interval = sweep_interval
         self._wake = asyncio.Event()
         self._tracer = trace.get_tracer("emporium.outbox")
+        unsent = (
+            sa.select(outbox.c.id).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id)
+            .limit(batch_size).with_for_update(skip_locked=True)
+        )
+        self._claim = (
+            sa.update(outbox).where(outbox.c.id.in_(unsent.scalar_subquery())).values(sent_at=sa.func.clock_timestamp())
+            .returning(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.envelope, outbox.c.trace_headers)
+        )
 
     def notify(self) -> None:
         self._wake.set()
@@ -208,16 +228,11 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were sent."""
+        # One statement locks, marks and returns the batch; the mark commits only after Kafka
+        # acknowledged every row (a failed send raises and rolls it back), so sent_at is the
+        # moment publishing started and a crash before the commit publishes the rows again.
         async with self._session_factory() as session, session.begin():
-            rows = (
-                await session.execute(
-                    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.envelope, outbox.c.trace_headers)
-                    .where(outbox.c.sent_at.is_(None))
-                    .order_by(outbox.c.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = sorted((await session.execute(self._claim)).all(), key=lambda row: row.id)
             if not rows:
                 return 0
             futures = []
@@ -225,9 +240,6 @@ class OutboxRelay:
                 futures.append(await self._send(row))
             await asyncio.gather(*futures)
             crash_point("relay.after_send")
-            await session.execute(
-                sa.update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(sent_at=sa.func.clock_timestamp())
-            )
         for row in rows:
             self._metrics.published.labels(row.topic).inc()
         return len(rows)
