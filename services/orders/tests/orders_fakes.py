@@ -18,12 +18,19 @@ class FakeOrders:
         order.new_history.clear()
         self.rows[order.id] = deepcopy(order)
 
-    async def get_for_update(self, *, order_id: UUID) -> Order | None:
-        return deepcopy(self.rows.get(order_id))
+    async def get_for_update(self, *, order_id: UUID, with_history: bool = False) -> Order | None:
+        order = deepcopy(self.rows.get(order_id))
+        if order is not None and not with_history:
+            order.history = []
+        return order
 
     async def save(self, order: Order) -> None:
+        """Like the table: the history is append-only, whatever the loaded order held of it."""
+        kept = deepcopy(order)
+        kept.history = self.rows[order.id].history + list(order.new_history)
+        kept.new_history = []
         order.new_history.clear()
-        self.rows[order.id] = deepcopy(order)
+        self.rows[order.id] = kept
 
     async def overdue_ids(self, *, now, limit: int) -> list[UUID]:
         return [o.id for o in self.rows.values() if o.overdue(now)][:limit]

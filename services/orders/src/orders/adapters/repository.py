@@ -37,31 +37,41 @@ class OrderRepository:
         )
         await self._save_history(order)
 
-    async def get_for_update(self, *, order_id: UUID) -> Order | None:
-        row = (
-            await self._session.execute(sa.select(orders).where(orders.c.id == order_id).with_for_update())
-        ).mappings().first()
-        if row is None:
+    async def get_for_update(self, *, order_id: UUID, with_history: bool = False) -> Order | None:
+        """The order and its lines, row-locked, in one statement. The history (append-only,
+        never needed to decide a transition) is read only ``with_history``; otherwise
+        ``order.history`` holds just what this unit of work adds."""
+        rows = (await self._session.execute(self._locked, {"order_id": order_id})).mappings().all()
+        if not rows:
             return None
-        lines = (
-            await self._session.execute(
-                sa.select(order_lines).where(order_lines.c.order_id == order_id).order_by(order_lines.c.line_no)
-            )
-        ).mappings()
-        history = (
-            await self._session.execute(
-                sa.select(order_history).where(order_history.c.order_id == order_id).order_by(order_history.c.id)
-            )
-        ).mappings()
+        row = rows[0]
+        history = []
+        if with_history:
+            history = [
+                HistoryEntry(status=h["status"], at=h["at"], note=h["note"])
+                for h in (await self._session.execute(self._history, {"order_id": order_id})).mappings()
+            ]
         return Order(
             id=row["id"], customer_id=row["customer_id"], customer_email=row["customer_email"],
             lines=[Line(product_id=r["product_id"], sku=r["sku"], name=r["name"], quantity=r["quantity"],
-                        unit_price_cents=r["unit_price_cents"]) for r in lines],
+                        unit_price_cents=r["unit_price_cents"]) for r in rows],
             currency=row["currency"], status=OrderStatus(row["status"]), created_at=row["created_at"],
             updated_at=row["updated_at"], cancel_reason=row["cancel_reason"], deadline_at=row["deadline_at"],
-            idempotency_key=row["idempotency_key"],
-            history=[HistoryEntry(status=h["status"], at=h["at"], note=h["note"]) for h in history],
+            idempotency_key=row["idempotency_key"], history=history,
         )
+
+    # Built once: constructing a statement and its cache key costs more than running it.
+    _locked = (
+        sa.select(orders, order_lines.c.line_no, order_lines.c.product_id, order_lines.c.sku, order_lines.c.name,
+                  order_lines.c.quantity, order_lines.c.unit_price_cents)
+        .join(order_lines, order_lines.c.order_id == orders.c.id)
+        .where(orders.c.id == sa.bindparam("order_id"))
+        .order_by(order_lines.c.line_no)
+        .with_for_update(of=orders)
+    )
+    _history = (
+        sa.select(order_history).where(order_history.c.order_id == sa.bindparam("order_id")).order_by(order_history.c.id)
+    )
 
     async def overdue_ids(self, *, now: datetime, limit: int) -> list[UUID]:
         """Orders whose saga outlived its deadline, skipping any another replica is handling."""

@@ -59,15 +59,18 @@ Render = Callable[[Order], dict[str, Any]]
 
 
 async def _replay(uow: OrdersUnitOfWork, customer_id: UUID, idem: IdempotencyKey) -> Answer | None:
-    """The stored answer for this key, or None after claiming the key for this transaction."""
+    """The stored answer for this key, or None after claiming the key for this transaction.
+
+    Claiming first makes a new key (the usual case) one statement; a concurrent request with
+    the same key makes the claim wait for it, then the stored answer is read."""
     for _ in range(2):
+        if await uow.idempotency.claim(customer_id=customer_id, key=idem.key, request_hash=idem.request_hash):
+            return None
         prior = await uow.idempotency.find(customer_id=customer_id, key=idem.key)
         if prior is not None:
             if prior.request_hash != idem.request_hash:
                 raise IdempotencyKeyReused(idem.key)
             return Answer(prior.status_code, prior.response, replayed=True)
-        if await uow.idempotency.claim(customer_id=customer_id, key=idem.key, request_hash=idem.request_hash):
-            return None
     raise IdempotencyKeyReused(idem.key)  # claimed and released in between: treat as in use
 
 
@@ -125,7 +128,7 @@ async def cancel_order(cmd: CancelOrder, uow: OrdersUnitOfWork, *, render: Rende
     """The owner's or an admin's cancellation; a confirmed order is refunded and restocked."""
     if cmd.idempotency and (replay := await _replay(uow, cmd.requested_by, cmd.idempotency)):
         return replay
-    order = await uow.orders.get_for_update(order_id=cmd.order_id)
+    order = await uow.orders.get_for_update(order_id=cmd.order_id, with_history=True)
     if order is None or (order.customer_id != cmd.requested_by and not cmd.by_admin):
         raise OrderNotFound(cmd.order_id)
     order.cancel_on_request(_now())
