@@ -38,6 +38,7 @@ class SmtpSink:
         self._server: asyncio.base_events.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self.received = 0
+        self.connections = 0
 
     async def start(self) -> None:
         if self._server is not None:
@@ -82,6 +83,7 @@ class SmtpSink:
         task = asyncio.current_task()
         assert task is not None
         self._clients.add(task)
+        self.connections += 1
         try:
             await self._session(reader, writer)
         except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):

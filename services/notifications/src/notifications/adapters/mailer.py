@@ -60,31 +60,44 @@ class SmtpSender:
 
     async def send_due(self, limit: int = 50) -> int:
         """Send up to ``limit`` due mails, each in its own transaction (a failure later in the
-        batch never un-marks a mail already sent); returns how many were tried."""
+        batch never un-marks a mail already sent), over one SMTP connection for the pass;
+        returns how many were tried."""
         sessions: async_sessionmaker[AsyncSession] = self._sessions()
         tried = 0
-        while tried < limit:
-            async with sessions() as session, session.begin():
-                row = (
-                    await session.execute(
-                        sa.select(n.c.id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts)
-                        .where(n.c.email_status == "PENDING", n.c.next_attempt_at <= sa.func.now())
-                        .order_by(n.c.next_attempt_at).limit(1).with_for_update(skip_locked=True)
-                    )
-                ).first()
-                if row is None:
-                    return tried
-                await self._deliver(session, row)
-            tried += 1
-        return tried
+        smtp: aiosmtplib.SMTP | None = None
+        try:
+            while tried < limit:
+                async with sessions() as session, session.begin():
+                    row = (await session.execute(self._next_due)).first()
+                    if row is None:
+                        return tried
+                    smtp = await self._deliver(session, row, smtp)
+                tried += 1
+            return tried
+        finally:
+            if smtp is not None:
+                await _close(smtp)
 
-    async def _deliver(self, session: AsyncSession, row: sa.Row) -> None:
+    _next_due = (
+        sa.select(n.c.id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts)
+        .where(n.c.email_status == "PENDING", n.c.next_attempt_at <= sa.func.now())
+        .order_by(n.c.next_attempt_at).limit(1).with_for_update(skip_locked=True)
+    )
+
+    async def _deliver(self, session: AsyncSession, row: sa.Row, smtp: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP | None:
+        """Send one mail on ``smtp`` (connecting if needed); returns the connection to reuse,
+        or None after an error (the next mail connects afresh)."""
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = self._from, row.email_to, row.subject
         message.set_content(row.body)
         try:
-            await aiosmtplib.send(message, hostname=self._host, port=self._port, timeout=5)
+            if smtp is None:
+                smtp = aiosmtplib.SMTP(hostname=self._host, port=self._port, timeout=5)
+                await smtp.connect()
+            await smtp.send_message(message)
         except (aiosmtplib.SMTPException, OSError) as exc:
+            if smtp is not None:
+                await _close(smtp)
             attempts = row.email_attempts + 1
             status = "FAILED" if attempts >= MAX_ATTEMPTS else "PENDING"
             delay = min(2**attempts, 300)
@@ -95,9 +108,17 @@ class SmtpSender:
                     next_attempt_at=sa.func.now() + sa.text(f"interval '{delay} seconds'"),
                 )
             )
-            return
+            return None
         await session.execute(
             sa.update(n).where(n.c.id == row.id).values(
                 email_status="SENT", email_attempts=row.email_attempts + 1, sent_at=sa.func.now()
             )
         )
+        return smtp
+
+
+async def _close(smtp: aiosmtplib.SMTP) -> None:
+    try:
+        await smtp.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        smtp.close()
