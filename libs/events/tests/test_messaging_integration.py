@@ -286,3 +286,15 @@ async def test_one_failing_event_in_a_shared_transaction_keeps_its_neighbours_ef
         letters = await _dead_letters(harness.bootstrap, poisoned)
     assert len(letters) == 1
     assert [await harness.effect_count(o) for o in ours] == [0 if o == poisoned else 1 for o in ours]
+
+
+async def test_an_event_type_without_a_handler_is_skipped_by_its_header_without_parsing(harness):
+    skipped, healthy = uuid4(), uuid4()
+    await harness.producer.send_and_wait(
+        topics.PAYMENTS, key=str(skipped).encode(), value=b"not parsed", headers=[("event_type", b"payments.Other")]
+    )
+    async with harness.consumer(record_effect):
+        await _publish(harness, healthy)
+        assert await eventually(lambda: harness.effect_count(healthy))
+    letters = await _dead_letters(harness.bootstrap, skipped)
+    assert letters == []  # neither parsed nor dead-lettered: nobody here handles that type

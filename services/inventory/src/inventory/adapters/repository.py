@@ -27,20 +27,14 @@ class StockRepository:
 
     async def lock(self, *, product_ids: Iterable[UUID]) -> dict[UUID, StockItem]:
         ids = sorted(set(product_ids), key=str)
-        rows = (
-            await self._session.execute(
-                sa.select(stock.c.product_id, stock.c.sku, stock.c.on_hand, stock.c.reserved)
-                .where(stock.c.product_id.in_(ids)).order_by(sa.cast(stock.c.product_id, sa.Text)).with_for_update()
-            )
-        ).all()
+        rows = (await self._session.execute(_LOCK_STOCK, {"ids": ids})).all()
         return {r.product_id: StockItem(product_id=r.product_id, sku=r.sku, on_hand=r.on_hand, reserved=r.reserved)
                 for r in rows}
 
     async def save(self, items: Iterable[StockItem]) -> None:
         for item in items:
             await self._session.execute(
-                sa.update(stock).where(stock.c.product_id == item.product_id)
-                .values(on_hand=item.on_hand, reserved=item.reserved, updated_at=sa.func.now())
+                _SAVE_STOCK, {"id": item.product_id, "new_on_hand": item.on_hand, "new_reserved": item.reserved}
             )
 
 
@@ -49,11 +43,7 @@ class ReservationRepository:
         self._session = session
 
     async def get_for_update(self, *, order_id: UUID) -> Reservation | None:
-        row = (
-            await self._session.execute(
-                sa.select(reservations).where(reservations.c.order_id == order_id).with_for_update()
-            )
-        ).mappings().first()
+        row = (await self._session.execute(_LOCK_RESERVATION, {"order_id": order_id})).mappings().first()
         if row is None:
             return None
         return Reservation(
@@ -71,15 +61,32 @@ class ReservationRepository:
         return list(rows.scalars())
 
     async def save(self, reservation: Reservation) -> None:
-        values = {
-            "status": reservation.status.value,
-            "lines": {str(k): v for k, v in reservation.lines.items()},
-            "reason": reservation.reason,
-            "expires_at": reservation.expires_at,
-        }
         await self._session.execute(
-            insert(reservations).values(
-                order_id=reservation.order_id, created_at=sa.func.now(), updated_at=sa.func.now(), **values
-            )
-            .on_conflict_do_update(index_elements=["order_id"], set_={**values, "updated_at": sa.func.now()})
+            _SAVE_RESERVATION,
+            {
+                "order_id": reservation.order_id,
+                "status": reservation.status.value,
+                "lines": {str(k): v for k, v in reservation.lines.items()},
+                "reason": reservation.reason,
+                "expires_at": reservation.expires_at,
+            },
         )
+
+
+# The statements run for every event, built once (building one costs more CPU than running it).
+_LOCK_STOCK = (
+    sa.select(stock.c.product_id, stock.c.sku, stock.c.on_hand, stock.c.reserved)
+    .where(stock.c.product_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(sa.cast(stock.c.product_id, sa.Text)).with_for_update()
+)
+_SAVE_STOCK = (
+    sa.update(stock).where(stock.c.product_id == sa.bindparam("id"))
+    .values(on_hand=sa.bindparam("new_on_hand"), reserved=sa.bindparam("new_reserved"), updated_at=sa.func.now())
+)
+_LOCK_RESERVATION = sa.select(reservations).where(reservations.c.order_id == sa.bindparam("order_id")).with_for_update()
+_upsert = insert(reservations).values(created_at=sa.func.now(), updated_at=sa.func.now())
+_SAVE_RESERVATION = _upsert.on_conflict_do_update(
+    index_elements=["order_id"],
+    set_={"status": _upsert.excluded.status, "lines": _upsert.excluded.lines, "reason": _upsert.excluded.reason,
+          "expires_at": _upsert.excluded.expires_at, "updated_at": sa.func.now()},
+)

@@ -85,19 +85,22 @@ class OrderRepository:
 
     async def save(self, order: Order) -> None:
         await self._session.execute(
-            sa.update(orders).where(orders.c.id == order.id).values(
-                status=order.status.value, cancel_reason=order.cancel_reason, updated_at=order.updated_at
-            )
+            self._save,
+            {"order_key": order.id, "status": order.status.value, "cancel_reason": order.cancel_reason,
+             "updated_at": order.updated_at},
         )
         await self._save_history(order)
 
     async def _save_history(self, order: Order) -> None:
         if order.new_history:
             await self._session.execute(
-                sa.insert(order_history),
+                self._append_history,
                 [{"order_id": order.id, "status": h.status, "note": h.note, "at": h.at} for h in order.new_history],
             )
             order.new_history.clear()
+
+    _save = sa.update(orders).where(orders.c.id == sa.bindparam("order_key"))
+    _append_history = sa.insert(order_history)
 
 
 class IdempotencyKeys:
