@@ -146,6 +146,7 @@ class FaultSuite:
         return None
 
     async def duplicates_seen(self) -> dict[str, float]:
+        """Duplicates each running process has counted since it started (its /metrics)."""
         seen = {}
         for name in SERVICES:
             try:
@@ -164,6 +165,7 @@ class FaultSuite:
         """Restart a service and wait for it to be ready; returns 1 if an armed failpoint made it
         crash on the way (it is then disarmed and started again), else 0."""
         process = self.stack.services[name]
+        await self._bank_duplicates(name)
         try:
             await asyncio.to_thread(process.restart, wait=True, timeout=90)
             return 0
@@ -172,6 +174,29 @@ class FaultSuite:
                 raise
         await asyncio.to_thread(process.restart, wait=True, timeout=90)
         return 1
+
+    async def _bank_duplicates(self, name: str) -> None:
+        """Before a restart wipes a process's counters, keep what it counted in this scenario
+        (a duplicate consumed by a process restarted later still counts as observed)."""
+        pid, base = self._duplicates_base.get(name, (None, 0.0))
+        if self.stack.services[name].running and self.stack.services[name].pid == pid:
+            now = (await self.duplicates_seen())[name]
+            self._duplicates_banked[name] = self._duplicates_banked.get(name, 0.0) + max(0.0, now - base)
+        self._duplicates_base[name] = (None, 0.0)  # the next instance counts from zero
+
+    async def _start_counting_duplicates(self) -> None:
+        seen = await self.duplicates_seen()
+        self._duplicates_base = {name: (self.stack.services[name].pid, seen[name]) for name in SERVICES}
+        self._duplicates_banked: dict[str, float] = {}
+
+    async def _duplicates_in_scenario(self) -> int:
+        seen = await self.duplicates_seen()
+        total = 0.0
+        for name in SERVICES:
+            pid, base = self._duplicates_base.get(name, (None, 0.0))
+            current = seen[name] - base if self.stack.services[name].pid == pid else seen[name]
+            total += self._duplicates_banked.get(name, 0.0) + max(0.0, current)
+        return int(total)
 
     # ------------------------------------------------------------------ one scenario
 
@@ -197,8 +222,7 @@ class FaultSuite:
             customers[r.json()["id"]] = await self._login(email, "fault-pass")
 
         dead_before = {name: (await self.q(name, "SELECT coalesce(max(id), 0) FROM dead_letters"))[0][0] for name in SERVICES}
-        pids_before = {name: self.stack.services[name].pid for name in SERVICES}
-        duplicates_before = await self.duplicates_seen()
+        await self._start_counting_duplicates()
         keys: dict[str, tuple[str, str]] = {}  # idempotency key -> (customer id, order id or "")
 
         async def one_order() -> None:
@@ -234,7 +258,7 @@ class FaultSuite:
         await scenario.inject(self, result)
         await load_task
 
-        await self._check(result, scenario, products, customers, keys, dead_before, pids_before, duplicates_before)
+        await self._check(result, scenario, products, customers, keys, dead_before)
         result.seconds = time.monotonic() - started
         return result
 
@@ -249,8 +273,7 @@ class FaultSuite:
             await asyncio.sleep(0.25)
 
     async def _check(self, result: Result, scenario: Scenario, products: dict[str, int], customers: dict,
-                     keys: dict[str, tuple[str, str]], dead_before: dict[str, int],
-                     pids_before: dict[str, int | None], duplicates_before: dict[str, float]) -> None:
+                     keys: dict[str, tuple[str, str]], dead_before: dict[str, int]) -> None:
         customer_ids = list(customers)
         accepted = {order for _, order in keys.values() if order}
 
@@ -340,10 +363,7 @@ class FaultSuite:
         result.violations["outbox_dlq"] = await self._eventually(outbox_dlq)
 
         # 5. duplicates delivered in the duplicate scenarios, and no duplicate effect anywhere
-        after = await self.duplicates_seen()
-        for name in SERVICES:
-            restarted = self.stack.services[name].pid != pids_before[name]
-            result.duplicates += int(after[name] if restarted else after[name] - duplicates_before[name])
+        result.duplicates += await self._duplicates_in_scenario()
         problems = []
         if scenario.duplicates_expected and result.duplicates == 0:
             problems.append("no duplicate delivery was observed")
