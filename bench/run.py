@@ -150,6 +150,7 @@ class Bench:
         run = await loadgen.open_loop(rate, seconds, loadgen.checkout_fire(self.shop, self.rng))
         done, unfinished = await asyncio.to_thread(self.completions, run.samples, wait)
         cpu_after = self.processes.snapshot()
+        await asyncio.sleep(1.0)  # consumers commit offsets at most every 250 ms (or after an idle poll)
         posts = run.of("order")
         accepted = [s for s in posts if s.status == 202]
         completion = loadgen.summary_ms(list(done.values()))

@@ -133,7 +133,8 @@ class EventConsumer:
         assert self._consumer is not None, "start() first"
         consumer = self._consumer
         while True:
-            batch = await consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+            wait_ms = int(self._commit_interval * 1000) if self._pending else 500  # idle: commit soon
+            batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self._max_batch)
             if consumer.assignment():
                 self.ready.set()
             if not batch:
