@@ -71,12 +71,38 @@ ROWS: list[tuple[str, Getter]] = [
 ]
 
 
+def _step_cpu(step: dict[str, Any]) -> float:
+    return round(sum(v for k, v in step["cpu_ms_per_order"].items() if k != "load generator"), 1)
+
+
+def _steps(results: dict[str, Any]) -> dict[float, dict[str, Any]]:
+    steps = list(results.get("search", [])) + [results[k] for k in ("at_50", "at_70") if k in results]
+    return {step["offered_rate"]: step for step in steps}
+
+
+def same_rate_rows(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The checkout steps both runs made at the same offered rate (the search's first steps)."""
+    rows = []
+    b, a = _steps(before), _steps(after)
+    for rate in sorted(set(b) & set(a)):
+        measures: list[tuple[str, Getter]] = [
+            ("POST p99 ms", _get("post_ms", "p99")),
+            ("POST → terminal p50 ms", _get("completion_ms", "p50")),
+            ("POST → terminal p99 ms", _get("completion_ms", "p99")),
+            ("CPU ms per order, all processes", _step_cpu),
+        ]
+        for label, get in measures:
+            rows.append(f"| at {rate} orders/s: {label} | {get(b[rate])} | {get(a[rate])} |")
+    return rows
+
+
 def table(before: dict[str, Any], after: dict[str, Any]) -> str:
     lines = [
         f"| measure | before ({before.get('started_at', '?')}) | after ({after.get('started_at', '?')}) |",
         "| --- | --- | --- |",
     ]
     lines += [f"| {name} | {get(before)} | {get(after)} |" for name, get in ROWS]
+    lines += same_rate_rows(before, after)
     return "\n".join(lines) + "\n"
 
 
