@@ -107,3 +107,23 @@ async def test_redelivered_events_are_acknowledged_and_change_nothing(api, stack
     assert [h["status"] for h in order["history"]].count("CONFIRMED") == 1
     assert money_moved(db, accepted["id"]) == {"charge": 700}
     assert db("notifications", "SELECT count(*) FROM notifications WHERE order_id = :o", o=accepted["id"])[0][0] == 1
+
+
+async def test_orders_price_from_its_copy_of_the_catalog_and_follow_a_price_change(api, db):
+    product = await api.product(stock=10, price_cents=1500)
+    _, token = await api.customer()
+    for _ in range(100):  # orders keeps the catalog's prices from ProductCreated/ProductUpdated
+        if db("orders", "SELECT price_cents FROM catalog_prices WHERE product_id = :p", p=product) == [(1500,)]:
+            break
+        await asyncio.sleep(0.05)
+    assert db("orders", "SELECT price_cents FROM catalog_prices WHERE product_id = :p", p=product) == [(1500,)]
+    assert (await api.place(token, product, 1))["total_cents"] == 1500
+
+    r = await api.client.put(f"/api/v1/products/{product}", headers=api.auth(api.admin_token), json={
+        "name": "Test lamp", "description": "e2e", "price_cents": 1200, "currency": "USD", "category": "test"})
+    assert r.status_code == 200, r.text
+    for _ in range(100):
+        if db("orders", "SELECT price_cents FROM catalog_prices WHERE product_id = :p", p=product) == [(1200,)]:
+            break
+        await asyncio.sleep(0.05)
+    assert (await api.place(token, product, 2))["total_cents"] == 2400

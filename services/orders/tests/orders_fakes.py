@@ -54,16 +54,31 @@ class FakeKeys:
         row.status_code, row.response = status_code, response
 
 
+class FakePrices:
+    def __init__(self) -> None:
+        self.rows: dict[UUID, PricedProduct] = {}
+
+    async def get(self, product_ids: list[UUID]) -> dict[UUID, PricedProduct]:
+        return {p: self.rows[p] for p in product_ids if p in self.rows}
+
+    async def put(self, product: PricedProduct) -> None:
+        self.rows[product.product_id] = product
+
+
 class FakeOrdersUoW(FakeUnitOfWork):
     def __init__(self) -> None:
         super().__init__()
         self.orders = FakeOrders()
         self.idempotency = FakeKeys()
+        self.prices = FakePrices()
 
 
 class FakePriceList:
     def __init__(self, *products: PricedProduct) -> None:
         self.products = {p.product_id: p for p in products}
+        self.asked: list[list[UUID]] = []
 
     async def prices(self, product_ids: Iterable[UUID]) -> dict[UUID, PricedProduct]:
-        return {p: self.products[p] for p in product_ids if p in self.products}
+        ids = list(product_ids)
+        self.asked.append(ids)
+        return {p: self.products[p] for p in ids if p in self.products}

@@ -51,3 +51,14 @@ idempotency_keys = sa.Table(
     sa.Column("response", JSONB, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+catalog_prices = sa.Table(
+    "catalog_prices",
+    metadata,
+    sa.Column("product_id", sa.Uuid, primary_key=True),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("price_cents", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.adapters.orm import idempotency_keys, order_history, order_lines, orders
+from orders.adapters.catalog import PricedProduct
+from orders.adapters.orm import catalog_prices, idempotency_keys, order_history, order_lines, orders
 from orders.domain.model import HistoryEntry, Line, Order, OrderStatus
 
 
@@ -144,3 +145,33 @@ class IdempotencyKeys:
     async def purge(self, *, older_than: datetime) -> int:
         result = await self._session.execute(sa.delete(idempotency_keys).where(idempotency_keys.c.created_at < older_than))
         return result.rowcount or 0
+
+
+class CatalogPrices:
+    """Orders' copy of the catalog's prices, kept current from the catalog's events.
+
+    One product's events share a partition, so they arrive in order and the last one wins.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, product_ids: list[UUID]) -> dict[UUID, PricedProduct]:
+        rows = await self._session.execute(self._select, {"ids": product_ids})
+        return {r.product_id: PricedProduct(product_id=r.product_id, sku=r.sku, name=r.name,
+                                            price_cents=r.price_cents, currency=r.currency) for r in rows}
+
+    async def put(self, product: PricedProduct) -> None:
+        await self._session.execute(
+            self._upsert,
+            {"product_id": product.product_id, "sku": product.sku, "name": product.name,
+             "price_cents": product.price_cents, "currency": product.currency},
+        )
+
+    _select = sa.select(catalog_prices).where(catalog_prices.c.product_id.in_(sa.bindparam("ids", expanding=True)))
+    _insert = insert(catalog_prices).values(updated_at=sa.func.now())
+    _upsert = _insert.on_conflict_do_update(
+        index_elements=["product_id"],
+        set_={"sku": _insert.excluded.sku, "name": _insert.excluded.name, "price_cents": _insert.excluded.price_cents,
+              "currency": _insert.excluded.currency, "updated_at": sa.func.now()},
+    )

@@ -21,13 +21,15 @@ from emporium_events.contracts import (
     PaymentCaptured,
     PaymentFailed,
     PaymentRefunded,
+    ProductCreated,
+    ProductUpdated,
     StockLine,
     StockReleased,
     StockReservationFailed,
     StockReserved,
 )
 from emporium_events.envelope import Envelope
-from orders.adapters.catalog import PriceList
+from orders.adapters.catalog import PricedProduct, PriceList
 from orders.domain.commands import CancelOrder, IdempotencyKey, PlaceOrder
 from orders.domain.model import (
     CancelReason,
@@ -88,7 +90,10 @@ async def place_order(
 ) -> Answer:
     if cmd.idempotency and (replay := await _replay(uow, cmd.customer_id, cmd.idempotency)):
         return replay
-    priced = await catalog.prices(line.product_id for line in cmd.lines)
+    wanted = list(dict.fromkeys(line.product_id for line in cmd.lines))
+    priced = await uow.prices.get(wanted)  # our copy, kept from the catalog's events
+    if unknown_here := [p for p in wanted if p not in priced]:
+        priced |= await catalog.prices(unknown_here)  # not arrived yet (a brand-new product): ask
     missing = [line.product_id for line in cmd.lines if line.product_id not in priced]
     if missing:
         raise UnknownProduct(missing)
@@ -217,7 +222,14 @@ def _stock_lines(order: Order) -> tuple[StockLine, ...]:
     return tuple(StockLine(product_id=li.product_id, quantity=li.quantity) for li in order.lines)
 
 
+async def on_product_priced(event: ProductCreated | ProductUpdated, _: Envelope, uow: OrdersUnitOfWork) -> None:
+    await uow.prices.put(PricedProduct(product_id=event.product_id, sku=event.sku, name=event.name,
+                                       price_cents=event.price_cents, currency=event.currency))
+
+
 HANDLERS = {
+    ProductCreated.event_type: on_product_priced,
+    ProductUpdated.event_type: on_product_priced,
     StockReserved.event_type: on_stock_reserved,
     StockReservationFailed.event_type: on_stock_reservation_failed,
     PaymentCaptured.event_type: on_payment_captured,
