@@ -127,6 +127,14 @@ def markdown(results: dict[str, Any], images: list[str]) -> str:
         lines += ["", f"Total: {round(sum(cpu.values()), 2)} CPU ms per order. Consumer lag after the run: "
                   f"{results['at_70']['consumer_lag_after']}; outbox backlog: {results['at_70']['outbox_backlog_after']}.",
                   ""]
+    for key, name in (("at_50", "50 %"), ("at_70", "70 %")):
+        if (results.get(key) or {}).get("hops_ms"):
+            import hops
+
+            lines += [f"### Where an order's time goes at {name} ({results[key]['offered_rate']} orders/s)", "",
+                      "From timestamps the services store anyway (outbox written/picked up, inbox handling "
+                      "start, order history); segments of confirmed orders.", ""]
+            lines += hops.markdown_rows(results[key]["hops_ms"], _row) + [""]
     for key, title in (("browse", "Browsing"), ("mixed", "Mixed: 90 % browse, 10 % checkout")):
         r = results.get(key)
         if not r:

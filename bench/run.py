@@ -30,6 +30,7 @@ import httpx
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
+import hops  # noqa: E402
 import loadgen  # noqa: E402
 import report  # noqa: E402
 
@@ -171,6 +172,7 @@ class Bench:
             "outbox_backlog_after": backlog,
             "cpu_ms_per_order": self.processes.per_order(cpu_before, cpu_after, len(accepted)),
             "timeline": report.timeline(run.samples, done),
+            "hops_ms": await asyncio.to_thread(hops.breakdown, self.dbs, [s for s in posts if s.order_id in done]),
         }
         p99 = completion["p99"]
         result["sustainable"] = bool(

@@ -46,7 +46,7 @@ def make_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=2,
+        linger_ms=0,  # the relay already sends a whole outbox batch at once; waiting adds to every hop
         request_timeout_ms=15000,
     )
 
