@@ -66,6 +66,10 @@ class FaultSuite:
         self.rate = rate
         self.random = random.Random(seed)
         self.poison_values: set[bytes] = set()
+        # duplicates each service counted in the current scenario: (pid, count when we started
+        # watching that process) per service, and what restarted processes had counted
+        self._duplicates_base: dict[str, tuple[int | None, float]] = {}
+        self._duplicates_banked: dict[str, float] = {}
 
     # ------------------------------------------------------------------ the system under test
 
@@ -168,12 +172,14 @@ class FaultSuite:
         await self._bank_duplicates(name)
         try:
             await asyncio.to_thread(process.restart, wait=True, timeout=90)
-            return 0
+            crashed = 0
         except RuntimeError:
             if process.env.pop("EMPORIUM_FAILPOINTS", None) is None:
                 raise
-        await asyncio.to_thread(process.restart, wait=True, timeout=90)
-        return 1
+            await asyncio.to_thread(process.restart, wait=True, timeout=90)
+            crashed = 1
+        self._duplicates_base[name] = (process.pid, 0.0)  # the new instance counts from zero
+        return crashed
 
     async def _bank_duplicates(self, name: str) -> None:
         """Before a restart wipes a process's counters, keep what it counted in this scenario
@@ -182,12 +188,11 @@ class FaultSuite:
         if self.stack.services[name].running and self.stack.services[name].pid == pid:
             now = (await self.duplicates_seen())[name]
             self._duplicates_banked[name] = self._duplicates_banked.get(name, 0.0) + max(0.0, now - base)
-        self._duplicates_base[name] = (None, 0.0)  # the next instance counts from zero
 
     async def _start_counting_duplicates(self) -> None:
         seen = await self.duplicates_seen()
         self._duplicates_base = {name: (self.stack.services[name].pid, seen[name]) for name in SERVICES}
-        self._duplicates_banked: dict[str, float] = {}
+        self._duplicates_banked = {}
 
     async def _duplicates_in_scenario(self) -> int:
         seen = await self.duplicates_seen()
