@@ -29,9 +29,9 @@ SEGMENTS = (
 )
 
 
-def _rows(engine: sa.Engine, sql: str, ids: list[str]) -> list[sa.Row[Any]]:
+def _rows(engine: sa.Engine, sql: str, ids: list[str], **params: str) -> list[sa.Row[Any]]:
     with engine.connect() as conn:
-        return conn.execute(sa.text(sql), {"ids": ids}).all()
+        return conn.execute(sa.text(sql), {"ids": ids, **params}).all()
 
 
 def breakdown(dbs: Mapping[str, sa.Engine], samples: list[loadgen.Sample]) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def breakdown(dbs: Mapping[str, sa.Engine], samples: list[loadgen.Sample]) -> di
     def outbox(db: str, event_type: str, name: str) -> None:
         for order_id, event_id, created, sent in _rows(dbs[db], (
                 "SELECT key, event_id::text, extract(epoch FROM created_at), extract(epoch FROM sent_at) "
-                f"FROM outbox WHERE event_type = '{event_type}' AND key = ANY(:ids)"), ids):
+                "FROM outbox WHERE event_type = :type AND key = ANY(:ids)"), ids, type=event_type):
             points[order_id][f"{name}.created"] = float(created)
             if sent is not None:
                 points[order_id][f"{name}.sent"] = float(sent)
@@ -56,7 +56,7 @@ def breakdown(dbs: Mapping[str, sa.Engine], samples: list[loadgen.Sample]) -> di
         wanted = [e for e, (_, n) in by_event.items() if n == name]
         for event_id, at in _rows(dbs[db], (
                 "SELECT event_id::text, extract(epoch FROM processed_at) FROM inbox "
-                f"WHERE event_type = '{event_type}' AND event_id::text = ANY(:ids)"), wanted):
+                "WHERE event_type = :type AND event_id::text = ANY(:ids)"), wanted, type=event_type):
             order_id, _ = by_event[event_id]
             points[order_id][f"{name}.{consumer}"] = float(at)
 

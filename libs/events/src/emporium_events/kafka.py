@@ -140,36 +140,43 @@ class EventConsumer:
             if not batch:
                 await self._commit(consumer)
                 continue
-            offsets = self._pending
-            abandoned: set[TopicPartition] = set()
-
-            def owned(record: ConsumerRecord[bytes, bytes]) -> bool:
-                """False once its partition was revoked while we worked: the new owner takes it
-                from the last commit, and no later record of it is handled here (offsets stay a
-                prefix of what was handled)."""
-                tp = TopicPartition(record.topic, record.partition)
-                if tp not in abandoned and tp not in consumer.assignment():
-                    abandoned.add(tp)
-                return tp not in abandoned
-
-            done: set[tuple[TopicPartition, int]] = set()
-            records = [record for rs in batch.values() for record in rs]  # each partition's in order
-            for start in range(0, len(records), self._tx_batch):
-                chunk = [record for record in records[start:start + self._tx_batch] if owned(record)]
-                rest = await self._process_together(chunk) if len(chunk) > 1 else chunk
-                for record in rest:
-                    if owned(record):
-                        await self._process(record)
-                        done.add((TopicPartition(record.topic, record.partition), record.offset))
-                rest_ids = {id(record) for record in rest}
-                done.update((TopicPartition(r.topic, r.partition), r.offset) for r in chunk if id(r) not in rest_ids)
-            for tp, rs in batch.items():
-                for record in rs:  # up to the first record not handled: offsets never skip one
-                    if (tp, record.offset) not in done:
-                        break
-                    offsets[tp] = record.offset + 1
+            await self._handle_batch(consumer, batch)
             if time.monotonic() - self._last_commit >= self._commit_interval:
                 await self._commit(consumer)
+
+    async def _handle_batch(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        """Handle a poll's records, ``tx_batch`` at a time in shared transactions (one by one
+        when a shared one fails), and move the pending offsets past what was handled."""
+        abandoned: set[TopicPartition] = set()
+
+        def owned(record: ConsumerRecord[bytes, bytes]) -> bool:
+            """False once its partition was revoked while we worked: the new owner takes it
+            from the last commit, and no later record of it is handled here."""
+            tp = TopicPartition(record.topic, record.partition)
+            if tp not in abandoned and tp not in consumer.assignment():
+                abandoned.add(tp)
+            return tp not in abandoned
+
+        done: set[tuple[str, int, int]] = set()
+        records = [record for rs in batch.values() for record in rs]  # each partition's in order
+        for start in range(0, len(records), self._tx_batch):
+            chunk = [record for record in records[start:start + self._tx_batch] if owned(record)]
+            rest = await self._process_together(chunk) if len(chunk) > 1 else chunk
+            left = {(r.topic, r.partition, r.offset) for r in rest}
+            for record in chunk:
+                key = (record.topic, record.partition, record.offset)
+                if key in left:
+                    if not owned(record):
+                        continue
+                    await self._process(record)
+                done.add(key)
+        for tp, rs in batch.items():
+            for record in rs:  # up to the first record not handled: offsets never skip one
+                if (tp.topic, tp.partition, record.offset) not in done:
+                    break
+                self._pending[tp] = record.offset + 1
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         """Commit what this member still owns of the pending offsets. A commit refused because

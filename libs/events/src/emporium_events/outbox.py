@@ -136,10 +136,7 @@ class UnitOfWork:
         if not envelopes:
             return set()
         result = await self.session.execute(
-            insert(inbox)
-            .values([{"consumer": consumer, "event_id": e.event_id, "event_type": e.event_type} for e in envelopes])
-            .on_conflict_do_nothing()
-            .returning(inbox.c.event_id)
+            _CLAIM, [{"consumer": consumer, "event_id": e.event_id, "event_type": e.event_type} for e in envelopes]
         )
         return set(result.scalars())
 
