@@ -58,8 +58,19 @@ ROWS: list[tuple[str, Getter]] = [
     ("70 %: POST → terminal p99.9 ms", _get("at_70", "completion_ms", "p99_9")),
     ("70 %: relay lag p99 ms", _get("at_70", "outbox_relay_lag_ms", "p99")),
     ("70 %: CPU ms per order, all processes", _cpu_total("at_70")),
-    *[(f"70 %: CPU ms per order, {name}", _get("at_70", "cpu_ms_per_order", name))
-      for name in ("orders", "payments", "inventory", "notifications", "catalog", "gateway", "kafka", "postgresql")],
+    *[
+        (f"70 %: CPU ms per order, {name}", _get("at_70", "cpu_ms_per_order", name))
+        for name in (
+            "orders",
+            "payments",
+            "inventory",
+            "notifications",
+            "catalog",
+            "gateway",
+            "kafka",
+            "postgresql",
+        )
+    ],
     ("browse: reads p99 ms", _get("browse", "read_ms", "p99")),
     ("catalog read direct req/s", _get("references", "catalog_read_direct", "requests_per_second")),
     ("catalog read via gateway req/s", _get("references", "catalog_read_gateway", "requests_per_second")),
@@ -107,7 +118,9 @@ def table(before: dict[str, Any], after: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     parser.add_argument("--out", type=Path)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import sqlalchemy as sa
-
 import loadgen
+import sqlalchemy as sa
 
 # (segment name, from, to); a point is (database, what) looked up per order below.
 SEGMENTS = (
@@ -44,9 +43,15 @@ def breakdown(dbs: Mapping[str, sa.Engine], samples: list[loadgen.Sample]) -> di
     by_event: dict[str, tuple[str, str]] = {}  # event id -> (order id, name)
 
     def outbox(db: str, event_type: str, name: str) -> None:
-        for order_id, event_id, created, sent in _rows(dbs[db], (
+        for order_id, event_id, created, sent in _rows(
+            dbs[db],
+            (
                 "SELECT key, event_id::text, extract(epoch FROM created_at), extract(epoch FROM sent_at) "
-                "FROM outbox WHERE event_type = :type AND key = ANY(:ids)"), ids, type=event_type):
+                "FROM outbox WHERE event_type = :type AND key = ANY(:ids)"
+            ),
+            ids,
+            type=event_type,
+        ):
             points[order_id][f"{name}.created"] = float(created)
             if sent is not None:
                 points[order_id][f"{name}.sent"] = float(sent)
@@ -54,9 +59,15 @@ def breakdown(dbs: Mapping[str, sa.Engine], samples: list[loadgen.Sample]) -> di
 
     def inbox(db: str, event_type: str, name: str, consumer: str) -> None:
         wanted = [e for e, (_, n) in by_event.items() if n == name]
-        for event_id, at in _rows(dbs[db], (
+        for event_id, at in _rows(
+            dbs[db],
+            (
                 "SELECT event_id::text, extract(epoch FROM processed_at) FROM inbox "
-                "WHERE event_type = :type AND event_id::text = ANY(:ids)"), wanted, type=event_type):
+                "WHERE event_type = :type AND event_id::text = ANY(:ids)"
+            ),
+            wanted,
+            type=event_type,
+        ):
             order_id, _ = by_event[event_id]
             points[order_id][f"{name}.{consumer}"] = float(at)
 
@@ -66,19 +77,27 @@ def breakdown(dbs: Mapping[str, sa.Engine], samples: list[loadgen.Sample]) -> di
     inbox("inventory", "orders.OrderPlaced", "placed", "inventory")
     inbox("payments", "inventory.StockReserved", "reserved", "payments")
     inbox("orders", "payments.PaymentCaptured", "captured", "orders")
-    for order_id, at in _rows(dbs["orders"], (
+    for order_id, at in _rows(
+        dbs["orders"],
+        (
             "SELECT order_id::text, min(extract(epoch FROM at)) FROM order_history "
-            "WHERE status = 'CONFIRMED' AND order_id::text = ANY(:ids) GROUP BY 1"), ids):
+            "WHERE status = 'CONFIRMED' AND order_id::text = ANY(:ids) GROUP BY 1"
+        ),
+        ids,
+    ):
         points[order_id]["confirmed"] = float(at)
 
     result: dict[str, Any] = {}
     complete = [p for p in points.values() if all(k in p for _, a, b in SEGMENTS for k in (a, b))]
     for name, start, end in SEGMENTS:
         durations = [max(0.0, p[end] - p[start]) for p in complete]
-        result[name] = {k: v for k, v in loadgen.summary_ms(durations).items() if k in ("count", "p50", "p99")}
+        result[name] = {
+            k: v for k, v in loadgen.summary_ms(durations).items() if k in ("count", "p50", "p99")
+        }
     total = [p["confirmed"] - p["post"] for p in complete]
-    result["total: POST → CONFIRMED"] = {k: v for k, v in loadgen.summary_ms(total).items()
-                                         if k in ("count", "p50", "p99")}
+    result["total: POST → CONFIRMED"] = {
+        k: v for k, v in loadgen.summary_ms(total).items() if k in ("count", "p50", "p99")
+    }
     return result
 
 

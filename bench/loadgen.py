@@ -53,8 +53,10 @@ def summary_ms(values: list[float]) -> dict[str, float | None]:
     return {
         "count": len(ms),
         "mean": round(statistics.fmean(ms), 2) if ms else None,
-        **{f"p{str(p).replace('.', '_')}": (round(v, 2) if (v := percentile(ms, p)) is not None else None)
-           for p in (50, 95, 99, 99.9)},
+        **{
+            f"p{str(p).replace('.', '_')}": (round(v, 2) if (v := percentile(ms, p)) is not None else None)
+            for p in (50, 95, 99, 99.9)
+        },
         "max": round(max(ms), 2) if ms else None,
     }
 
@@ -69,8 +71,15 @@ class Shop:
     search_terms: list[str]
 
     @classmethod
-    async def prepare(cls, http: httpx.AsyncClient, admin_email: str, admin_password: str, *,
-                      customers: int = 20, products: int = 10) -> Shop:
+    async def prepare(
+        cls,
+        http: httpx.AsyncClient,
+        admin_email: str,
+        admin_password: str,
+        *,
+        customers: int = 20,
+        products: int = 10,
+    ) -> Shop:
         async def login(email: str, password: str) -> dict[str, str]:
             r = await http.post("/api/v1/auth/login", json={"email": email, "password": password})
             r.raise_for_status()
@@ -81,28 +90,48 @@ class Shop:
         product_ids, terms = [], []
         for n in range(products):
             word = f"bench{tag}{n}"
-            r = await http.post("/api/v1/products", headers=admin, json={
-                "sku": f"BENCH-{tag}-{n}", "name": f"Benchmark item {word}", "price_cents": 500 + 37 * n,
-                "currency": "USD", "category": "bench"})
+            r = await http.post(
+                "/api/v1/products",
+                headers=admin,
+                json={
+                    "sku": f"BENCH-{tag}-{n}",
+                    "name": f"Benchmark item {word}",
+                    "price_cents": 500 + 37 * n,
+                    "currency": "USD",
+                    "category": "bench",
+                },
+            )
             r.raise_for_status()
             pid = r.json()["id"]
-            (await http.put(f"/api/v1/inventory/{pid}", headers=admin, json={"on_hand": 10_000_000})).raise_for_status()
+            (
+                await http.put(f"/api/v1/inventory/{pid}", headers=admin, json={"on_hand": 10_000_000})
+            ).raise_for_status()
             product_ids.append(pid)
             terms.append(word)
         tokens = []
         for _ in range(customers):
             email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
-            (await http.post("/api/v1/auth/register", json={"email": email, "password": "bench-password",
-                                                             "name": "Bench"})).raise_for_status()
+            (
+                await http.post(
+                    "/api/v1/auth/register",
+                    json={"email": email, "password": "bench-password", "name": "Bench"},
+                )
+            ).raise_for_status()
             tokens.append(await login(email, "bench-password"))
         return cls(http=http, customers=tokens, products=product_ids, search_terms=terms)
 
     # one request each --------------------------------------------------------------------
 
     async def order(self, rng: random.Random) -> tuple[int, str | None]:
-        body = {"items": [{"product_id": rng.choice(self.products), "quantity": 1}], "payment_token": "tok_visa"}
-        r = await self.http.post("/api/v1/orders", json=body, headers=rng.choice(self.customers)
-                                 | {"Idempotency-Key": str(uuid.uuid4())})
+        body = {
+            "items": [{"product_id": rng.choice(self.products), "quantity": 1}],
+            "payment_token": "tok_visa",
+        }
+        r = await self.http.post(
+            "/api/v1/orders",
+            json=body,
+            headers=rng.choice(self.customers) | {"Idempotency-Key": str(uuid.uuid4())},
+        )
         return r.status_code, (r.json()["id"] if r.status_code == 202 else None)
 
     async def browse(self, rng: random.Random) -> tuple[str, int]:
@@ -158,7 +187,9 @@ def browse_fire(shop: Shop, rng: random.Random) -> Callable[[float], Awaitable[S
     return fire
 
 
-def mixed_fire(shop: Shop, rng: random.Random, checkout_share: float = 0.1) -> Callable[[float], Awaitable[Sample]]:
+def mixed_fire(
+    shop: Shop, rng: random.Random, checkout_share: float = 0.1
+) -> Callable[[float], Awaitable[Sample]]:
     checkout, browse = checkout_fire(shop, rng), browse_fire(shop, rng)
 
     async def fire(scheduled: float) -> Sample:

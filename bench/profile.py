@@ -24,10 +24,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-import loadgen  # noqa: E402
+import loadgen
 
-from emporium_devstack.stack import Stack  # noqa: E402
-from emporium_devstack.testing import cache_dir, repo_root  # noqa: E402
+from emporium_devstack.stack import Stack
+from emporium_devstack.testing import cache_dir, repo_root
 
 PROCESSES = ("gateway", "orders", "inventory", "payments", "notifications", "catalog")
 OURS = ("emporium_", "/services/", "/gateway/src/")
@@ -70,8 +70,14 @@ def summarize(collapsed: Path, top: int = 25) -> str:
         own[frames[-1]] += count
         layers[layer_of(frames)] += count
         for frame in set(frames):
-            if any(marker in frame for marker in OURS) or "sqlalchemy" in frame or "aiokafka" in frame \
-                    or "httpx" in frame or "pydantic" in frame or "opentelemetry" in frame:
+            if (
+                any(marker in frame for marker in OURS)
+                or "sqlalchemy" in frame
+                or "aiokafka" in frame
+                or "httpx" in frame
+                or "pydantic" in frame
+                or "opentelemetry" in frame
+            ):
                 inclusive[frame] += count
     lines = [f"{total} samples (only while holding the GIL: CPU, not waiting)", "", "by layer (self time):"]
     lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in layers.most_common()]
@@ -87,20 +93,43 @@ async def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     work = Path(tempfile.mkdtemp(prefix="emporium-profile-"))
-    stack = Stack(root=repo_root(), cache_dir=cache_dir(), work_dir=work, free_ports=True, echo=False,
-                  log_level="WARNING")
+    stack = Stack(
+        root=repo_root(),
+        cache_dir=cache_dir(),
+        work_dir=work,
+        free_ports=True,
+        echo=False,
+        log_level="WARNING",
+    )
     await asyncio.to_thread(stack.start, 180)
     try:
-        async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30,
-                                     limits=httpx.Limits(max_connections=500)) as http:
+        async with httpx.AsyncClient(
+            base_url=stack.gateway_url, timeout=30, limits=httpx.Limits(max_connections=500)
+        ) as http:
             shop = await loadgen.Shop.prepare(http, stack.admin_email, stack.admin_password)
             rng = random.Random(5)
             await loadgen.open_loop(5, 3, loadgen.checkout_fire(shop, rng))  # warm up
             samplers = {
                 name: subprocess.Popen(
-                    [pyspy, "record", "--pid", str(stack.services[name].pid), "--duration", str(int(args.seconds)),
-                     "--rate", "200", "--format", "raw", "--output", str(out / f"{name}.collapsed"), "--nonblocking", "--gil"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    [
+                        pyspy,
+                        "record",
+                        "--pid",
+                        str(stack.services[name].pid),
+                        "--duration",
+                        str(int(args.seconds)),
+                        "--rate",
+                        "200",
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(out / f"{name}.collapsed"),
+                        "--nonblocking",
+                        "--gil",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 for name in PROCESSES
             }
             await asyncio.sleep(1)
@@ -122,7 +151,9 @@ async def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=8.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=repo_root() / "bench" / "results" / "profile")

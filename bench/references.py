@@ -77,11 +77,16 @@ def apt_install(packages: list[str]) -> None:
     policy = Path("/usr/sbin/policy-rc.d")
     temporary_policy = not policy.exists()
     if temporary_policy:
-        policy.write_text("#!/bin/sh\n# written by emporium bench/references.py during apt-get install\nexit 101\n")
+        policy.write_text(
+            "#!/bin/sh\n# written by emporium bench/references.py during apt-get install\nexit 101\n"
+        )
         policy.chmod(0o755)
     try:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *packages]):
+        for cmd in (
+            ["apt-get", "update"],
+            ["apt-get", "install", "-y", "--no-install-recommends", *packages],
+        ):
             result = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-4000:]}")
@@ -192,21 +197,49 @@ def pgbench_order_outbox(
     with tempfile.TemporaryDirectory(prefix="emporium-pgbench-") as tmp:
         setup = subprocess.run(
             [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *conn],
-            input=PGBENCH_SCHEMA, env=env, capture_output=True, text=True, cwd=tmp,
+            input=PGBENCH_SCHEMA,
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp,
         )
         if setup.returncode != 0:
-            raise RuntimeError(f"creating the pgbench tables failed ({setup.returncode}):\n{setup.stderr[-4000:]}")
+            raise RuntimeError(
+                f"creating the pgbench tables failed ({setup.returncode}):\n{setup.stderr[-4000:]}"
+            )
         script = Path(tmp) / "order_outbox.sql"
         script.write_text(PGBENCH_SCRIPT)
         cmd = [
-            str(bindir / "pgbench"), "-n", "-f", str(script), "-M", protocol,
-            "-T", str(int(seconds)), "-c", str(clients), "-j", str(max(1, min(threads, clients))), *conn,
+            str(bindir / "pgbench"),
+            "-n",
+            "-f",
+            str(script),
+            "-M",
+            protocol,
+            "-T",
+            str(int(seconds)),
+            "-c",
+            str(clients),
+            "-j",
+            str(max(1, min(threads, clients))),
+            *conn,
         ]
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
         rows = subprocess.run(
-            [str(bindir / "psql"), "-X", "-q", "-A", "-t", *conn, "-c",
-             "SELECT (SELECT count(*) FROM orders) || ' ' || (SELECT count(*) FROM outbox)"],
-            env=env, capture_output=True, text=True, cwd=tmp,
+            [
+                str(bindir / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                *conn,
+                "-c",
+                "SELECT (SELECT count(*) FROM orders) || ' ' || (SELECT count(*) FROM outbox)",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp,
         )
     out = result.stdout
     if result.returncode != 0 or "tps =" not in out:
@@ -278,13 +311,41 @@ def http_read_rate(
     uncounted warm-up run of `warmup_seconds`, same connections)."""
     wrk = ensure_wrk()
     if warmup_seconds > 0:
-        subprocess.run([wrk, "-t", str(threads), "-c", str(connections), "-d", f"{int(warmup_seconds)}s",
-                        "--timeout", "5s", url], capture_output=True, text=True, timeout=warmup_seconds + 60)
-    cmd = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds)}s",
-           "--timeout", "5s", "--latency", url]
+        subprocess.run(
+            [
+                wrk,
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{int(warmup_seconds)}s",
+                "--timeout",
+                "5s",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=warmup_seconds + 60,
+        )
+    cmd = [
+        wrk,
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{int(seconds)}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        url,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if result.returncode != 0:
-        raise RuntimeError(f"wrk failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise RuntimeError(
+            f"wrk failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
     found = parse_wrk(result.stdout)
     found.update(url=url, seconds=seconds, connections=connections, threads=threads)
     return found
@@ -352,7 +413,10 @@ def nginx_proxy(upstream_port: int, *, timeout: float = 15) -> Iterator[int]:
         with open(workdir / "stderr.log", "wb") as stderr:
             proc = subprocess.Popen(
                 [nginx, "-e", str(log), "-p", str(workdir), "-c", str(conf)],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=subprocess.STDOUT, cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
                 start_new_session=True,
             )
         try:
@@ -403,7 +467,7 @@ _JAR_VERSION = re.compile(r"-\d[^-]*(?:-[A-Za-z0-9.]+)*\.jar$")
 
 
 def _jar_artifact(name: str) -> str:
-    """"jackson-core-2.19.4.jar" -> "jackson-core", "zstd-jni-1.5.6-10.jar" -> "zstd-jni"."""
+    """ "jackson-core-2.19.4.jar" -> "jackson-core", "zstd-jni-1.5.6-10.jar" -> "zstd-jni"."""
     return _JAR_VERSION.sub("", name)
 
 
@@ -434,12 +498,24 @@ def ensure_kafka_tools_jar(
         (build / "pom.xml").write_text(TOOLS_POM.format(version=version))
         staging = build / "jars"
         result = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(build / "pom.xml"), f"{DEPENDENCY_PLUGIN}:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(build / "pom.xml"),
+                f"{DEPENDENCY_PLUGIN}:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={staging}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"mvn copy-dependencies failed ({result.returncode}):\n{result.stdout[-4000:]}")
+            raise RuntimeError(
+                f"mvn copy-dependencies failed ({result.returncode}):\n{result.stdout[-4000:]}"
+            )
         tools_jar = f"kafka-tools-{version}.jar"
         if not (staging / tools_jar).exists():
             raise RuntimeError(f"mvn succeeded but {tools_jar} is not in {staging}")
@@ -452,7 +528,9 @@ def ensure_kafka_tools_jar(
                 jar.rename(base / jar.name)
                 kept.append(jar.name)
         shutil.rmtree(build, ignore_errors=True)
-        marker.write_text(f"kafka-tools {version}; broker libs {broker_libs}\n" + "".join(f"{k}\n" for k in kept))
+        marker.write_text(
+            f"kafka-tools {version}; broker libs {broker_libs}\n" + "".join(f"{k}\n" for k in kept)
+        )
     return base
 
 
@@ -505,9 +583,19 @@ def kafka_tool_end_to_end_latency(
         log4j.write_text(_TOOL_LOG4J)
     # 4.1.x CLI is positional: broker_list topic num_messages producer_acks message_size_bytes
     # [properties_file]; acks must be "1" or "all". It creates the topic (1 partition, RF 1).
-    cmd = [java, *TOOL_JVM_FLAGS, f"-Dlog4j2.configurationFile={log4j}",
-           "-cp", f"{libs_dir}/*:{tools}/*", "org.apache.kafka.tools.EndToEndLatency",
-           bootstrap, topic, str(messages), acks, str(size)]
+    cmd = [
+        java,
+        *TOOL_JVM_FLAGS,
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        f"{libs_dir}/*:{tools}/*",
+        "org.apache.kafka.tools.EndToEndLatency",
+        bootstrap,
+        topic,
+        str(messages),
+        acks,
+        str(size),
+    ]
     started = time.monotonic()
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     wall = time.monotonic() - started
@@ -516,8 +604,14 @@ def kafka_tool_end_to_end_latency(
             f"EndToEndLatency failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         )
     found: dict[str, Any] = parse_end_to_end_latency(result.stdout)
-    found.update(messages=messages, size=size, acks=acks, topic=topic, wall_seconds=round(wall, 2),
-                 percentile_resolution_ms=1.0)
+    found.update(
+        messages=messages,
+        size=size,
+        acks=acks,
+        topic=topic,
+        wall_seconds=round(wall, 2),
+        percentile_resolution_ms=1.0,
+    )
     return found
 
 
@@ -528,6 +622,7 @@ async def our_kafka_hop_async(
     produce one record, wait until the consumer returns it, repeat; ms."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
     from emporium_events.kafka import make_producer
 
     topic = topic or f"bench.e2e-ours.{uuid.uuid4().hex[:8]}"
@@ -626,12 +721,19 @@ def _selftest(args: argparse.Namespace) -> dict[str, Any]:
             if "pg" in parts:
                 cluster.ensure_database("bench_reference", "bench_reference", "bench")
                 found["pgbench_order_outbox"] = pgbench_order_outbox(
-                    cluster.bindir, host="127.0.0.1", port=cluster.port or 0, user="bench_reference",
-                    password="bench", database="bench_reference", seconds=args.seconds)
+                    cluster.bindir,
+                    host="127.0.0.1",
+                    port=cluster.port or 0,
+                    user="bench_reference",
+                    password="bench",
+                    database="bench_reference",
+                    seconds=args.seconds,
+                )
                 print(json.dumps(found["pgbench_order_outbox"]), file=sys.stderr, flush=True)
             if "kafka" in parts:
                 found["kafka_tool_end_to_end_latency"] = kafka_tool_end_to_end_latency(
-                    libs, broker.bootstrap, messages=args.messages)
+                    libs, broker.bootstrap, messages=args.messages
+                )
                 print(json.dumps(found["kafka_tool_end_to_end_latency"]), file=sys.stderr, flush=True)
                 found["our_kafka_hop"] = our_kafka_hop(broker.bootstrap, messages=args.messages)
                 print(json.dumps(found["our_kafka_hop"]), file=sys.stderr, flush=True)
@@ -649,11 +751,23 @@ def _selftest(args: argparse.Namespace) -> dict[str, Any]:
             )
             log_path = Path(tmp) / "catalog.log"
             with open(log_path, "wb") as log:
-                subprocess.run([sys.executable, "-m", "catalog", "migrate"], cwd=root, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, check=True)
-                catalog = subprocess.Popen([sys.executable, "-m", "catalog", "serve"], cwd=root, env=env,
-                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+                subprocess.run(
+                    [sys.executable, "-m", "catalog", "migrate"],
+                    cwd=root,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                )
+                catalog = subprocess.Popen(
+                    [sys.executable, "-m", "catalog", "serve"],
+                    cwd=root,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             # A page of 20 real products, like the demo data (the list would be empty otherwise).
             cluster.psql(
                 "INSERT INTO products (id, sku, name, description, price_cents, currency, category,"
@@ -671,10 +785,14 @@ def _selftest(args: argparse.Namespace) -> dict[str, Any]:
             found["http_direct"] = http_read_rate(f"http://127.0.0.1:{port}{path}", seconds=args.seconds)
             print(json.dumps(found["http_direct"]), file=sys.stderr, flush=True)
             with nginx_proxy(port) as nginx_port:
-                found["http_nginx"] = http_read_rate(f"http://127.0.0.1:{nginx_port}{path}", seconds=args.seconds)
+                found["http_nginx"] = http_read_rate(
+                    f"http://127.0.0.1:{nginx_port}{path}", seconds=args.seconds
+                )
             print(json.dumps(found["http_nginx"]), file=sys.stderr, flush=True)
             # Again, to see how much of a difference is noise (2 cores shared with wrk itself).
-            found["http_direct_again"] = http_read_rate(f"http://127.0.0.1:{port}{path}", seconds=args.seconds)
+            found["http_direct_again"] = http_read_rate(
+                f"http://127.0.0.1:{port}{path}", seconds=args.seconds
+            )
             print(json.dumps(found["http_direct_again"]), file=sys.stderr, flush=True)
         finally:
             if catalog is not None and catalog.poll() is None:
@@ -690,11 +808,15 @@ def _selftest(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="name", required=True)
 
     p = sub.add_parser("pgbench_order_outbox", help="pgbench: orders + outbox insert per transaction")
-    p.add_argument("--bindir", type=Path, default=None, help="PostgreSQL bindir (default: found like devstack)")
+    p.add_argument(
+        "--bindir", type=Path, default=None, help="PostgreSQL bindir (default: found like devstack)"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--user", required=True)
@@ -751,22 +873,35 @@ def main(argv: list[str] | None = None) -> int:
             bindir = find_pg_bindir()
             if bindir is None:
                 parser.error("no PostgreSQL bindir found; pass --bindir")
-        result = pgbench_order_outbox(bindir, host=args.host, port=args.port, user=args.user,
-                                      password=args.password, database=args.database, seconds=args.seconds,
-                                      clients=args.clients, protocol=args.protocol)
+        result = pgbench_order_outbox(
+            bindir,
+            host=args.host,
+            port=args.port,
+            user=args.user,
+            password=args.password,
+            database=args.database,
+            seconds=args.seconds,
+            clients=args.clients,
+            protocol=args.protocol,
+        )
     elif args.name == "http_read_rate":
-        result = http_read_rate(args.url, seconds=args.seconds, connections=args.connections, threads=args.threads)
+        result = http_read_rate(
+            args.url, seconds=args.seconds, connections=args.connections, threads=args.threads
+        )
     elif args.name == "nginx_proxy":
         with nginx_proxy(args.upstream_port) as port:
             if args.hold:
-                print(f"nginx on http://127.0.0.1:{port} -> 127.0.0.1:{args.upstream_port}; Ctrl-C stops it",
-                      flush=True)
+                print(
+                    f"nginx on http://127.0.0.1:{port} -> 127.0.0.1:{args.upstream_port}; Ctrl-C stops it",
+                    flush=True,
+                )
                 with contextlib.suppress(KeyboardInterrupt):
                     while True:
                         time.sleep(3600)
                 return 0
-            result = http_read_rate(f"http://127.0.0.1:{port}{args.path}", seconds=args.seconds,
-                                    connections=args.connections)
+            result = http_read_rate(
+                f"http://127.0.0.1:{port}{args.path}", seconds=args.seconds, connections=args.connections
+            )
     elif args.name == "kafka_tool_end_to_end_latency":
         libs = args.libs_dir or cache / f"kafka-{KAFKA_VERSION}" / "libs"
         result = kafka_tool_end_to_end_latency(libs, args.bootstrap, messages=args.messages, size=args.size)

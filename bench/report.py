@@ -23,12 +23,16 @@ def timeline(samples: list[loadgen.Sample], completion: dict[str, float]) -> lis
     for second in sorted(buckets):
         group = buckets[second]
         done = [completion[s.order_id] for s in group if s.order_id in completion]
-        rows.append({
-            "second": second, "offered": len(group), "accepted": sum(1 for s in group if s.status == 202),
-            "post_p50_ms": _ms(loadgen.percentile([s.latency for s in group], 50)),
-            "completion_p50_ms": _ms(loadgen.percentile(done, 50)),
-            "completion_p99_ms": _ms(loadgen.percentile(done, 99)),
-        })
+        rows.append(
+            {
+                "second": second,
+                "offered": len(group),
+                "accepted": sum(1 for s in group if s.status == 202),
+                "post_p50_ms": _ms(loadgen.percentile([s.latency for s in group], 50)),
+                "completion_p50_ms": _ms(loadgen.percentile(done, 50)),
+                "completion_p99_ms": _ms(loadgen.percentile(done, 99)),
+            }
+        )
     return rows
 
 
@@ -43,8 +47,10 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     made = []
-    steps = sorted(results.get("search", []) + [r for k in ("at_50", "at_70") if (r := results.get(k))],
-                   key=lambda r: r["offered_rate"])
+    steps = sorted(
+        results.get("search", []) + [r for k in ("at_50", "at_70") if (r := results.get(k))],
+        key=lambda r: r["offered_rate"],
+    )
     if steps:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         rates = [r["offered_rate"] for r in steps]
@@ -72,8 +78,11 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
         top.set_ylabel("orders per second")
         top.legend(fontsize=8)
         top.grid(alpha=0.3)
-        for key, label in (("post_p50_ms", "POST p50"), ("completion_p50_ms", "completion p50"),
-                           ("completion_p99_ms", "completion p99")):
+        for key, label in (
+            ("post_p50_ms", "POST p50"),
+            ("completion_p50_ms", "completion p50"),
+            ("completion_p99_ms", "completion p99"),
+        ):
             bottom.plot(seconds, [r[key] for r in rows], label=label)
         bottom.set_ylabel("ms")
         bottom.set_xlabel("second of the run")
@@ -105,8 +114,21 @@ def markdown(results: dict[str, Any], images: list[str]) -> str:
         "",
         "## Checkout",
         "",
-        _row(["offered /s", "accepted", "errors", "POST p50", "POST p95", "POST p99", "completion p50",
-              "completion p99", "completion p99.9", "relay lag p99", "sustainable"]),
+        _row(
+            [
+                "offered /s",
+                "accepted",
+                "errors",
+                "POST p50",
+                "POST p95",
+                "POST p99",
+                "completion p50",
+                "completion p99",
+                "completion p99.9",
+                "relay lag p99",
+                "sustainable",
+            ]
+        ),
         _row(["---"] * 11),
     ]
     labelled = [(f"{r['offered_rate']}", r) for r in results.get("search", [])]
@@ -114,66 +136,129 @@ def markdown(results: dict[str, Any], images: list[str]) -> str:
         if results.get(key):
             labelled.append((f"**{results[key]['offered_rate']} ({name})**", results[key]))
     for label, r in labelled:
-        lines.append(_row([label, r["accepted"], r["errors"], r["post_ms"]["p50"], r["post_ms"]["p95"],
-                           r["post_ms"]["p99"], r["completion_ms"]["p50"], r["completion_ms"]["p99"],
-                           r["completion_ms"]["p99_9"], r["outbox_relay_lag_ms"]["p99"],
-                           "yes" if r["sustainable"] else "no"]))
-    lines += ["", "Latencies in ms. Completion = scheduled POST → the order's terminal status (read from the "
-              "orders database, so following orders adds no load).", ""]
+        lines.append(
+            _row(
+                [
+                    label,
+                    r["accepted"],
+                    r["errors"],
+                    r["post_ms"]["p50"],
+                    r["post_ms"]["p95"],
+                    r["post_ms"]["p99"],
+                    r["completion_ms"]["p50"],
+                    r["completion_ms"]["p99"],
+                    r["completion_ms"]["p99_9"],
+                    r["outbox_relay_lag_ms"]["p99"],
+                    "yes" if r["sustainable"] else "no",
+                ]
+            )
+        )
+    lines += [
+        "",
+        "Latencies in ms. Completion = scheduled POST → the order's terminal status (read from the "
+        "orders database, so following orders adds no load).",
+        "",
+    ]
     if results.get("at_70"):
         cpu = results["at_70"]["cpu_ms_per_order"]
         lines += ["### CPU per order at 70 %", "", _row(["process", "CPU ms / order"]), _row(["---", "---"])]
         lines += [_row([name, value]) for name, value in sorted(cpu.items(), key=lambda kv: -kv[1])]
-        lines += ["", f"Total: {round(sum(cpu.values()), 2)} CPU ms per order. Consumer lag after the run: "
-                  f"{results['at_70']['consumer_lag_after']}; outbox backlog: {results['at_70']['outbox_backlog_after']}.",
-                  ""]
+        lines += [
+            "",
+            f"Total: {round(sum(cpu.values()), 2)} CPU ms per order. Consumer lag after the run: "
+            f"{results['at_70']['consumer_lag_after']}; outbox backlog: {results['at_70']['outbox_backlog_after']}.",
+            "",
+        ]
     for key, name in (("at_50", "50 %"), ("at_70", "70 %")):
         if (results.get(key) or {}).get("hops_ms"):
             import hops
 
-            lines += [f"### Where an order's time goes at {name} ({results[key]['offered_rate']} orders/s)", "",
-                      "From timestamps the services store anyway (outbox written/picked up, inbox handling "
-                      "start, order history); segments of confirmed orders.", ""]
-            lines += hops.markdown_rows(results[key]["hops_ms"], _row) + [""]
+            lines += [
+                f"### Where an order's time goes at {name} ({results[key]['offered_rate']} orders/s)",
+                "",
+                "From timestamps the services store anyway (outbox written/picked up, inbox handling "
+                "start, order history); segments of confirmed orders.",
+                "",
+            ]
+            lines += [*hops.markdown_rows(results[key]["hops_ms"], _row), ""]
     for key, title in (("browse", "Browsing"), ("mixed", "Mixed: 90 % browse, 10 % checkout")):
         r = results.get(key)
         if not r:
             continue
-        lines += [f"## {title}", "", f"Offered {r['offered_rate']}/s for {r['seconds']} s: {r['reads_per_second']} "
-                  f"reads/s, {r['read_errors']} errors.", "", _row(["read", "p50", "p95", "p99", "p99.9"]),
-                  _row(["---"] * 5)]
+        lines += [
+            f"## {title}",
+            "",
+            f"Offered {r['offered_rate']}/s for {r['seconds']} s: {r['reads_per_second']} "
+            f"reads/s, {r['read_errors']} errors.",
+            "",
+            _row(["read", "p50", "p95", "p99", "p99.9"]),
+            _row(["---"] * 5),
+        ]
         for kind, s in [("all", r["read_ms"]), *r["by_kind_ms"].items()]:
             lines.append(_row([kind, s["p50"], s["p95"], s["p99"], s["p99_9"]]))
         if key == "mixed" and "completion_ms" in r:
-            lines += ["", f"Orders in the mix: {r['orders']}, POST p99 {r['post_ms']['p99']} ms, completion p50 "
-                      f"{r['completion_ms']['p50']} / p99 {r['completion_ms']['p99']} ms."]
+            lines += [
+                "",
+                f"Orders in the mix: {r['orders']}, POST p99 {r['post_ms']['p99']} ms, completion p50 "
+                f"{r['completion_ms']['p50']} / p99 {r['completion_ms']['p99']} ms.",
+            ]
         lines.append("")
     refs = results.get("references", {})
     if refs:
         lines += ["## References, same run, same machine", ""]
         pg = refs.get("postgres_order_plus_outbox", {})
         if "tps" in pg:
-            lines += [f"- **Database ceiling** (pgbench, one order insert + one outbox insert per transaction, "
-                      f"{pg.get('clients')} clients, fsync on): {round(pg['tps'])} transactions/s, "
-                      f"{pg['latency_ms_avg']} ms average.", ""]
+            lines += [
+                f"- **Database ceiling** (pgbench, one order insert + one outbox insert per transaction, "
+                f"{pg.get('clients')} clients, fsync on): {round(pg['tps'])} transactions/s, "
+                f"{pg['latency_ms_avg']} ms average.",
+                "",
+            ]
         reads = [(name, refs.get(f"catalog_read_{name}")) for name in ("direct", "gateway", "nginx")]
         if all(r and "requests_per_second" in r for _, r in reads):
             direct = reads[0][1]["requests_per_second"]
-            lines += ["- **Gateway cost**: `GET /products?page_size=20` with wrk (32 connections, same machine):", "",
-                      _row(["path", "req/s", "× direct", "p50 ms", "p99 ms"]), _row(["---"] * 5)]
+            lines += [
+                "- **Gateway cost**: `GET /products?page_size=20` with wrk (32 connections, same machine):",
+                "",
+                _row(["path", "req/s", "× direct", "p50 ms", "p99 ms"]),
+                _row(["---"] * 5),
+            ]
             for name, r in reads:
-                lines.append(_row([name, r["requests_per_second"], round(r["requests_per_second"] / direct, 2),
-                                   r.get("latency_ms_p50"), r.get("latency_ms_p99")]))
+                lines.append(
+                    _row(
+                        [
+                            name,
+                            r["requests_per_second"],
+                            round(r["requests_per_second"] / direct, 2),
+                            r.get("latency_ms_p50"),
+                            r.get("latency_ms_p99"),
+                        ]
+                    )
+                )
             lines.append("")
         tool, ours = refs.get("kafka_tool_end_to_end", {}), refs.get("kafka_our_hop", {})
         if "avg_ms" in tool and "avg_ms" in ours:
-            lines += ["- **One Kafka hop** (produce → consume, one record at a time, acks=all): Kafka's own "
-                      "EndToEndLatency tool against our producer and consumer settings (the tool's percentiles are "
-                      "whole milliseconds, truncated):", "", _row(["client", "avg", "p50", "p99", "p99.9"]),
-                      _row(["---"] * 5),
-                      _row(["Kafka tool", round(tool["avg_ms"], 2), tool["p50_ms"], tool["p99_ms"], tool["p999_ms"]]),
-                      _row(["ours (aiokafka)", round(ours["avg_ms"], 2), round(ours["p50_ms"], 2),
-                            round(ours["p99_ms"], 2), round(ours["p999_ms"], 2)]), ""]
+            lines += [
+                "- **One Kafka hop** (produce → consume, one record at a time, acks=all): Kafka's own "
+                "EndToEndLatency tool against our producer and consumer settings (the tool's percentiles are "
+                "whole milliseconds, truncated):",
+                "",
+                _row(["client", "avg", "p50", "p99", "p99.9"]),
+                _row(["---"] * 5),
+                _row(
+                    ["Kafka tool", round(tool["avg_ms"], 2), tool["p50_ms"], tool["p99_ms"], tool["p999_ms"]]
+                ),
+                _row(
+                    [
+                        "ours (aiokafka)",
+                        round(ours["avg_ms"], 2),
+                        round(ours["p50_ms"], 2),
+                        round(ours["p99_ms"], 2),
+                        round(ours["p999_ms"], 2),
+                    ]
+                ),
+                "",
+            ]
         errors = {k: v["error"] for k, v in refs.items() if isinstance(v, dict) and "error" in v}
         if errors:
             lines += [f"- reference errors: {errors}", ""]

@@ -30,12 +30,12 @@ import httpx
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
-import hops  # noqa: E402
-import loadgen  # noqa: E402
-import report  # noqa: E402
+import hops
+import loadgen
+import report
 
-from emporium_devstack.stack import SERVICES, Stack  # noqa: E402
-from emporium_devstack.testing import cache_dir, repo_root  # noqa: E402
+from emporium_devstack.stack import SERVICES, Stack
+from emporium_devstack.testing import cache_dir, repo_root
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -78,8 +78,9 @@ class Processes:
 
     @staticmethod
     def per_order(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, float]:
-        return {name: round((after[name] - before.get(name, 0.0)) / max(orders, 1) * 1000, 3)
-                for name in after}  # CPU milliseconds per order
+        return {
+            name: round((after[name] - before.get(name, 0.0)) / max(orders, 1) * 1000, 3) for name in after
+        }  # CPU milliseconds per order
 
 
 # ---------------------------------------------------------------------- one measured step
@@ -101,10 +102,13 @@ class Bench:
         deadline = time.time() + wait
         while True:
             with self.orders_db.connect() as conn:
-                rows = conn.execute(sa.text(
-                    "SELECT order_id::text, min(extract(epoch FROM at)) FROM order_history "
-                    "WHERE order_id::text = ANY(:ids) AND status IN ('CONFIRMED', 'CANCELLED') GROUP BY 1"),
-                    {"ids": list(ids)}).all()
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT order_id::text, min(extract(epoch FROM at)) FROM order_history "
+                        "WHERE order_id::text = ANY(:ids) AND status IN ('CONFIRMED', 'CANCELLED') GROUP BY 1"
+                    ),
+                    {"ids": list(ids)},
+                ).all()
             if len(rows) == len(ids) or time.time() > deadline:
                 break
             time.sleep(0.2)
@@ -114,16 +118,25 @@ class Bench:
         lags = []
         for engine in self.dbs.values():
             with engine.connect() as conn:
-                lags += [float(v) for (v,) in conn.execute(sa.text(
-                    "SELECT extract(epoch FROM sent_at - created_at) FROM outbox "
-                    "WHERE created_at >= to_timestamp(:t) AND sent_at IS NOT NULL"), {"t": since})]
+                lags += [
+                    float(v)
+                    for (v,) in conn.execute(
+                        sa.text(
+                            "SELECT extract(epoch FROM sent_at - created_at) FROM outbox "
+                            "WHERE created_at >= to_timestamp(:t) AND sent_at IS NOT NULL"
+                        ),
+                        {"t": since},
+                    )
+                ]
         return loadgen.summary_ms(lags)
 
     def backlog(self) -> int:
         total = 0
         for engine in self.dbs.values():
             with engine.connect() as conn:
-                total += conn.execute(sa.text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")).scalar_one()
+                total += conn.execute(
+                    sa.text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+                ).scalar_one()
         return total
 
     async def consumer_lag(self) -> dict[str, int]:
@@ -139,7 +152,9 @@ class Bench:
             for group in ("inventory", "payments", "orders", "notifications"):
                 committed = await admin.list_consumer_group_offsets(group)
                 ends = await probe.end_offsets(list(committed))
-                lag[group] = sum(max(0, ends[tp] - meta.offset) for tp, meta in committed.items() if meta.offset >= 0)
+                lag[group] = sum(
+                    max(0, ends[tp] - meta.offset) for tp, meta in committed.items() if meta.offset >= 0
+                )
             return lag
         finally:
             await probe.stop()
@@ -164,7 +179,9 @@ class Bench:
             "errors": len(posts) - len(accepted),
             "unfinished": unfinished,
             "late_starts": run.late_starts,
-            "achieved_rate": round(len(done) / max(max(s.finished for s in posts) - since, 1e-9), 1) if posts else 0,
+            "achieved_rate": round(len(done) / max(max(s.finished for s in posts) - since, 1e-9), 1)
+            if posts
+            else 0,
             "post_ms": loadgen.summary_ms([s.latency for s in posts]),
             "completion_ms": completion,
             "outbox_relay_lag_ms": await asyncio.to_thread(self.relay_lag, since),
@@ -172,17 +189,27 @@ class Bench:
             "outbox_backlog_after": backlog,
             "cpu_ms_per_order": self.processes.per_order(cpu_before, cpu_after, len(accepted)),
             "timeline": report.timeline(run.samples, done),
-            "hops_ms": await asyncio.to_thread(hops.breakdown, self.dbs, [s for s in posts if s.order_id in done]),
+            "hops_ms": await asyncio.to_thread(
+                hops.breakdown, self.dbs, [s for s in posts if s.order_id in done]
+            ),
         }
         p99 = completion["p99"]
         result["sustainable"] = bool(
-            accepted and result["errors"] <= 0.01 * len(posts) and unfinished == 0 and p99 is not None
-            and p99 < 1000 and run.late_starts <= 0.01 * len(posts) and backlog == 0
+            accepted
+            and result["errors"] <= 0.01 * len(posts)
+            and unfinished == 0
+            and p99 is not None
+            and p99 < 1000
+            and run.late_starts <= 0.01 * len(posts)
+            and backlog == 0
             and sum(lag.values()) < rate
         )
-        print(f"  checkout {rate:6.1f}/s: accepted {len(accepted)}, errors {result['errors']}, "
-              f"POST p99 {result['post_ms']['p99']} ms, completion p50 {completion['p50']} p99 {p99} ms, "
-              f"unfinished {unfinished} -> {'ok' if result['sustainable'] else 'NOT sustainable'}", flush=True)
+        print(
+            f"  checkout {rate:6.1f}/s: accepted {len(accepted)}, errors {result['errors']}, "
+            f"POST p99 {result['post_ms']['p99']} ms, completion p50 {completion['p50']} p99 {p99} ms, "
+            f"unfinished {unfinished} -> {'ok' if result['sustainable'] else 'NOT sustainable'}",
+            flush=True,
+        )
         return result
 
     async def browse_step(self, rate: float, seconds: float, mixed: bool = False) -> dict[str, Any]:
@@ -198,22 +225,32 @@ class Bench:
             "read_errors": sum(1 for s in reads if s.status != 200),
             "reads_per_second": round(len(reads) / max(elapsed, 1e-9), 1),
             "read_ms": loadgen.summary_ms([s.latency for s in reads]),
-            "by_kind_ms": {k: loadgen.summary_ms([s.latency for s in reads if s.kind == k])
-                           for k in ("list", "search", "product")},
+            "by_kind_ms": {
+                k: loadgen.summary_ms([s.latency for s in reads if s.kind == k])
+                for k in ("list", "search", "product")
+            },
             "late_starts": run.late_starts,
         }
         if mixed:
             orders = run.of("order")
             done, unfinished = await asyncio.to_thread(self.completions, orders, 5.0)
-            result |= {"orders": len(orders), "post_ms": loadgen.summary_ms([s.latency for s in orders]),
-                       "completion_ms": loadgen.summary_ms(list(done.values())), "unfinished": unfinished}
-        print(f"  {'mixed' if mixed else 'browse'} {rate:6.1f}/s: {result['reads_per_second']} reads/s, "
-              f"p50 {result['read_ms']['p50']} p99 {result['read_ms']['p99']} ms, errors {result['read_errors']}",
-              flush=True)
+            result |= {
+                "orders": len(orders),
+                "post_ms": loadgen.summary_ms([s.latency for s in orders]),
+                "completion_ms": loadgen.summary_ms(list(done.values())),
+                "unfinished": unfinished,
+            }
+        print(
+            f"  {'mixed' if mixed else 'browse'} {rate:6.1f}/s: {result['reads_per_second']} reads/s, "
+            f"p50 {result['read_ms']['p50']} p99 {result['read_ms']['p99']} ms, errors {result['read_errors']}",
+            flush=True,
+        )
         return result
 
 
-async def find_max_rate(bench: Bench, *, start: float, step_seconds: float, ceiling: float) -> tuple[float, list]:
+async def find_max_rate(
+    bench: Bench, *, start: float, step_seconds: float, ceiling: float
+) -> tuple[float, list]:
     steps = []
     rate, good, bad = start, 0.0, None
     while rate <= ceiling:
@@ -242,15 +279,26 @@ async def find_max_rate(bench: Bench, *, start: float, step_seconds: float, ceil
 def machine() -> dict[str, Any]:
     def version(cmd: list[str]) -> str:
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+            return (
+                subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+            )
         except (OSError, IndexError, subprocess.TimeoutExpired):
             return "unknown"
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf(
-            "SC_PHYS_PAGES") / 2**30, 1), "kernel": platform.release(), "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
         "postgresql": version(["pg_config", "--version"]),
         "java": subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0],
         "kafka": "4.1.2",
@@ -264,11 +312,22 @@ async def main(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "settings": {"quick": args.quick, "step_seconds": args.step_seconds, "measure_seconds": args.measure_seconds,
-                     "postgres_fsync": True, "load": "open loop, latency from each request's scheduled start"},
+        "settings": {
+            "quick": args.quick,
+            "step_seconds": args.step_seconds,
+            "measure_seconds": args.measure_seconds,
+            "postgres_fsync": True,
+            "load": "open loop, latency from each request's scheduled start",
+        },
     }
-    stack = Stack(root=repo_root(), cache_dir=cache_dir(), work_dir=work, free_ports=True, echo=False,
-                  log_level="WARNING")
+    stack = Stack(
+        root=repo_root(),
+        cache_dir=cache_dir(),
+        work_dir=work,
+        free_ports=True,
+        echo=False,
+        log_level="WARNING",
+    )
     print(f"starting the stack in {work} ...", flush=True)
     await asyncio.to_thread(stack.start, 180)
     try:
@@ -281,8 +340,9 @@ async def main(args: argparse.Namespace) -> int:
             await bench.browse_step(50, 3)
 
             print("searching the maximum sustainable order rate ...", flush=True)
-            best, steps = await find_max_rate(bench, start=args.start_rate, step_seconds=args.step_seconds,
-                                              ceiling=args.ceiling)
+            best, steps = await find_max_rate(
+                bench, start=args.start_rate, step_seconds=args.step_seconds, ceiling=args.ceiling
+            )
             results["search"] = steps
             results["max_sustainable_orders_per_second"] = best
             results["at_50"] = await bench.checkout_step(round(best * 0.5, 1), args.measure_seconds)
@@ -313,31 +373,48 @@ def references(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     try:
         stack.postgres.ensure_database("bench_reference", "bench_reference", "bench")
         found["postgres_order_plus_outbox"] = refs.pgbench_order_outbox(
-            stack.postgres.bindir, host="127.0.0.1", port=stack.postgres.port, user="bench_reference",
-            password="bench", database="bench_reference", seconds=seconds)
+            stack.postgres.bindir,
+            host="127.0.0.1",
+            port=stack.postgres.port,
+            user="bench_reference",
+            password="bench",
+            database="bench_reference",
+            seconds=seconds,
+        )
     except Exception as exc:  # a reference that fails is reported, the run goes on
         found["postgres_order_plus_outbox"] = {"error": repr(exc)}
     try:
         path = "/products?page_size=20"
-        found["catalog_read_direct"] = refs.http_read_rate(f"{stack.service_url('catalog')}{path}", seconds=seconds)
-        found["catalog_read_gateway"] = refs.http_read_rate(f"{stack.gateway_url}/api/v1{path}", seconds=seconds)
+        found["catalog_read_direct"] = refs.http_read_rate(
+            f"{stack.service_url('catalog')}{path}", seconds=seconds
+        )
+        found["catalog_read_gateway"] = refs.http_read_rate(
+            f"{stack.gateway_url}/api/v1{path}", seconds=seconds
+        )
         with refs.nginx_proxy(stack.ports["catalog"]) as port:
-            found["catalog_read_nginx"] = refs.http_read_rate(f"http://127.0.0.1:{port}{path}", seconds=seconds)
+            found["catalog_read_nginx"] = refs.http_read_rate(
+                f"http://127.0.0.1:{port}{path}", seconds=seconds
+            )
     except Exception as exc:
         found["http_reads"] = {"error": repr(exc)}
     try:
         found["kafka_tool_end_to_end"] = refs.kafka_tool_end_to_end_latency(
-            stack.kafka.libs_dir, stack.kafka_bootstrap, messages=1000 if args.quick else 3000)
-        found["kafka_our_hop"] = asyncio.run(refs.our_kafka_hop(
-            stack.kafka_bootstrap, messages=1000 if args.quick else 3000)) if asyncio.iscoroutinefunction(
-            refs.our_kafka_hop) else refs.our_kafka_hop(stack.kafka_bootstrap, messages=1000 if args.quick else 3000)
+            stack.kafka.libs_dir, stack.kafka_bootstrap, messages=1000 if args.quick else 3000
+        )
+        found["kafka_our_hop"] = (
+            asyncio.run(refs.our_kafka_hop(stack.kafka_bootstrap, messages=1000 if args.quick else 3000))
+            if asyncio.iscoroutinefunction(refs.our_kafka_hop)
+            else refs.our_kafka_hop(stack.kafka_bootstrap, messages=1000 if args.quick else 3000)
+        )
     except Exception as exc:
         found["kafka"] = {"error": repr(exc)}
     return found
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=repo_root() / "bench" / "results")
     parser.add_argument("--quick", action="store_true", help="short steps, for a smoke run")
     parser.add_argument("--start-rate", type=float, default=10.0)

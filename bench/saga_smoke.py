@@ -25,11 +25,14 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gateway", default=os.environ.get("EMPORIUM_GATEWAY", "http://127.0.0.1:8000"))
     parser.add_argument("--admin-email", default=os.environ.get("ADMIN_EMAIL", "admin@emporium.local"))
-    parser.add_argument("--admin-password", default=os.environ.get("ADMIN_PASSWORD", "admin-password-change-me"))
+    parser.add_argument(
+        "--admin-password", default=os.environ.get("ADMIN_PASSWORD", "admin-password-change-me")
+    )
     parser.add_argument("--orders", type=int, default=20)
     args = parser.parse_args()
 
     with httpx.Client(base_url=args.gateway, timeout=10) as http:
+
         def token(email: str, password: str) -> dict[str, str]:
             r = http.post("/api/v1/auth/login", json={"email": email, "password": password})
             r.raise_for_status()
@@ -38,23 +41,35 @@ def main() -> int:
         admin = token(args.admin_email, args.admin_password)
 
         def product(stock: int) -> str:
-            r = http.post("/api/v1/products", headers=admin, json={
-                "sku": f"SMOKE-{uuid.uuid4().hex[:8]}", "name": "Smoke test kettle", "price_cents": 3499,
-                "currency": "USD", "category": "smoke"})
+            r = http.post(
+                "/api/v1/products",
+                headers=admin,
+                json={
+                    "sku": f"SMOKE-{uuid.uuid4().hex[:8]}",
+                    "name": "Smoke test kettle",
+                    "price_cents": 3499,
+                    "currency": "USD",
+                    "category": "smoke",
+                },
+            )
             r.raise_for_status()
             pid = r.json()["id"]
             http.put(f"/api/v1/inventory/{pid}", headers=admin, json={"on_hand": stock}).raise_for_status()
             return pid
 
         email = f"smoke-{uuid.uuid4().hex[:8]}@example.com"
-        http.post("/api/v1/auth/register", json={"email": email, "password": "smoke-password", "name": "Smoke"}
-                  ).raise_for_status()
+        http.post(
+            "/api/v1/auth/register", json={"email": email, "password": "smoke-password", "name": "Smoke"}
+        ).raise_for_status()
         customer = token(email, "smoke-password")
 
         def order(pid: str, quantity: int, card: str) -> tuple[dict, float]:
             started = time.perf_counter()
-            r = http.post("/api/v1/orders", headers=customer,
-                          json={"items": [{"product_id": pid, "quantity": quantity}], "payment_token": card})
+            r = http.post(
+                "/api/v1/orders",
+                headers=customer,
+                json={"items": [{"product_id": pid, "quantity": quantity}], "payment_token": card},
+            )
             r.raise_for_status()
             order_id = r.json()["id"]
             while True:
@@ -85,12 +100,16 @@ def main() -> int:
         check("order of 1 with tok_visa is CONFIRMED", first["status"] == "CONFIRMED")
         check("available is 2", available(pid) == 2)
         declined, _ = order(pid, 1, "tok_chargeDeclined")
-        check("tok_chargeDeclined is CANCELLED / PAYMENT_DECLINED",
-              (declined["status"], declined["cancel_reason"]) == ("CANCELLED", "PAYMENT_DECLINED"))
+        check(
+            "tok_chargeDeclined is CANCELLED / PAYMENT_DECLINED",
+            (declined["status"], declined["cancel_reason"]) == ("CANCELLED", "PAYMENT_DECLINED"),
+        )
         check("available is back to 2", available(pid) == 2)
         too_many, _ = order(pid, 5, "tok_visa")
-        check("order of 5 is CANCELLED / OUT_OF_STOCK",
-              (too_many["status"], too_many["cancel_reason"]) == ("CANCELLED", "OUT_OF_STOCK"))
+        check(
+            "order of 5 is CANCELLED / OUT_OF_STOCK",
+            (too_many["status"], too_many["cancel_reason"]) == ("CANCELLED", "OUT_OF_STOCK"),
+        )
 
         if args.orders:
             pid = product(args.orders + 10)
@@ -102,8 +121,10 @@ def main() -> int:
                     failures.append(f"latency order {body['id']} {body['status']}")
                 seconds.append(elapsed)
             ms = sorted(s * 1000 for s in seconds)
-            print(f"POST -> CONFIRMED over {len(ms)} sequential orders: median {statistics.median(ms):.1f} ms, "
-                  f"min {ms[0]:.1f} ms, max {ms[-1]:.1f} ms (client polls every 2 ms)")
+            print(
+                f"POST -> CONFIRMED over {len(ms)} sequential orders: median {statistics.median(ms):.1f} ms, "
+                f"min {ms[0]:.1f} ms, max {ms[-1]:.1f} ms (client polls every 2 ms)"
+            )
     return 1 if failures else 0
 
 

@@ -36,7 +36,13 @@ from gateway.config import GatewaySettings  # noqa: E402
 from gateway.domain.errors import EmailAlreadyRegistered  # noqa: E402
 from gateway.domain.model import Role, User  # noqa: E402
 
-SERVICE_BY_PORT = {8001: "catalog", 8002: "inventory", 8003: "orders", 8004: "payments", 8005: "notifications"}
+SERVICE_BY_PORT = {
+    8001: "catalog",
+    8002: "inventory",
+    8003: "orders",
+    8004: "payments",
+    8005: "notifications",
+}
 
 
 class FakeUserRepository:
@@ -110,7 +116,9 @@ class FakeServices:
     calls: list[tuple[str, httpx.Request]] = field(default_factory=list)
     down: set[str] = field(default_factory=set)
 
-    def reply(self, service: str, method: str, path: str, status: int = 200, body: Any = None, **kw: Any) -> None:
+    def reply(
+        self, service: str, method: str, path: str, status: int = 200, body: Any = None, **kw: Any
+    ) -> None:
         self.replies[(service, method, path)] = httpx.Response(status, json=body, **kw)
 
     def requests_to(self, service: str) -> list[httpx.Request]:
@@ -128,8 +136,11 @@ class FakeServices:
             reply = reply.pop(0)
         if reply is None:
             return httpx.Response(
-                404, headers={"content-type": "application/problem+json"},
-                content=json.dumps({"type": "about:blank", "title": "Not Found", "status": 404, "detail": "nope"}),
+                404,
+                headers={"content-type": "application/problem+json"},
+                content=json.dumps(
+                    {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "nope"}
+                ),
             )
         if isinstance(reply, type) and issubclass(reply, Exception):
             raise reply("scripted failure", request=request)
@@ -163,23 +174,33 @@ def hasher() -> Argon2Hasher:
 
 @pytest.fixture
 def tokens(settings: GatewaySettings) -> JwtTokens:
-    return JwtTokens(secret=settings.jwt_secret, ttl_seconds=settings.jwt_ttl_seconds, issuer=settings.jwt_issuer)
+    return JwtTokens(
+        secret=settings.jwt_secret, ttl_seconds=settings.jwt_ttl_seconds, issuer=settings.jwt_issuer
+    )
 
 
 @pytest.fixture
 async def gateway(
     settings: GatewaySettings, store: FakeUserStore, services: FakeServices, hasher: Argon2Hasher
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, store=store, upstream_transport=httpx.MockTransport(services.handle), hasher=hasher)
+    app = create_app(
+        settings, store=store, upstream_transport=httpx.MockTransport(services.handle), hasher=hasher
+    )
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+        ) as client:
             yield client
 
 
 def _user(role: Role) -> User:
     return User(
-        id=uuid.uuid4(), email=f"{role.value}@example.com", name=role.value.title(), role=role,
-        password_hash="unused", created_at=datetime.now(UTC),
+        id=uuid.uuid4(),
+        email=f"{role.value}@example.com",
+        name=role.value.title(),
+        role=role,
+        password_hash="unused",
+        created_at=datetime.now(UTC),
     )
 
 
@@ -205,6 +226,10 @@ def as_admin(tokens: JwtTokens, admin: User) -> dict[str, str]:
 
 @pytest.fixture
 def expired_token(settings: GatewaySettings, customer: User) -> str:
-    past = JwtTokens(secret=settings.jwt_secret, ttl_seconds=60, issuer=settings.jwt_issuer,
-                     clock=lambda: time.time() - 3600)
+    past = JwtTokens(
+        secret=settings.jwt_secret,
+        ttl_seconds=60,
+        issuer=settings.jwt_issuer,
+        clock=lambda: time.time() - 3600,
+    )
     return past.issue(customer).access_token

@@ -2,17 +2,24 @@ PROBLEM = "application/problem+json"
 
 
 async def register(gateway, email="ada@example.com", password="s3cret-pass", name="Ada", **extra):
-    return await gateway.post("/api/v1/auth/register", json={"email": email, "password": password, "name": name,
-                                                             **extra})
+    return await gateway.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "name": name, **extra}
+    )
 
 
 async def test_a_new_customer_registers_logs_in_and_is_recognised(gateway) -> None:
     registered = await register(gateway, email="Ada@Example.com")
     assert registered.status_code == 201
-    assert registered.json() | {"id": None} == {"id": None, "email": "ada@example.com", "name": "Ada",
-                                                 "role": "customer"}
+    assert registered.json() | {"id": None} == {
+        "id": None,
+        "email": "ada@example.com",
+        "name": "Ada",
+        "role": "customer",
+    }
 
-    login = await gateway.post("/api/v1/auth/login", json={"email": "ada@example.com", "password": "s3cret-pass"})
+    login = await gateway.post(
+        "/api/v1/auth/login", json={"email": "ada@example.com", "password": "s3cret-pass"}
+    )
     assert login.status_code == 200
     body = login.json()
     assert body["token_type"] == "bearer" and body["expires_in"] == 600
@@ -56,8 +63,9 @@ async def test_a_non_ascii_e_mail_is_refused_at_registration_not_failed_later(ga
 
 
 async def test_a_body_that_is_not_json_is_a_422_problem(gateway) -> None:
-    response = await gateway.post("/api/v1/auth/register", content=b"{not json",
-                                  headers={"content-type": "application/json"})
+    response = await gateway.post(
+        "/api/v1/auth/register", content=b"{not json", headers={"content-type": "application/json"}
+    )
 
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
@@ -66,8 +74,12 @@ async def test_a_body_that_is_not_json_is_a_422_problem(gateway) -> None:
 async def test_a_wrong_password_is_a_401_problem_with_a_bearer_challenge(gateway) -> None:
     await register(gateway)
 
-    wrong = await gateway.post("/api/v1/auth/login", json={"email": "ada@example.com", "password": "nope-nope"})
-    unknown = await gateway.post("/api/v1/auth/login", json={"email": "bob@example.com", "password": "s3cret-pass"})
+    wrong = await gateway.post(
+        "/api/v1/auth/login", json={"email": "ada@example.com", "password": "nope-nope"}
+    )
+    unknown = await gateway.post(
+        "/api/v1/auth/login", json={"email": "bob@example.com", "password": "s3cret-pass"}
+    )
 
     for response in (wrong, unknown):
         assert response.status_code == 401

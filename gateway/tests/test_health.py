@@ -13,7 +13,12 @@ async def test_ready_when_the_database_and_every_service_are_ready(gateway, serv
 
     assert response.status_code == 200
     assert {s for s, r in services.calls if r.url.path == "/readyz"} == {
-        "catalog", "inventory", "orders", "payments", "notifications"}
+        "catalog",
+        "inventory",
+        "orders",
+        "payments",
+        "notifications",
+    }
 
 
 async def test_not_ready_lists_what_is_not_ready(gateway, store, services) -> None:
@@ -35,5 +40,7 @@ async def test_metrics_include_upstream_call_durations(gateway, services) -> Non
 
     metrics = (await gateway.get("/metrics")).text
 
-    assert 'emporium_gateway_upstream_request_duration_seconds_count{method="GET",service="catalog"' in metrics
+    assert (
+        'emporium_gateway_upstream_request_duration_seconds_count{method="GET",service="catalog"' in metrics
+    )
     assert "emporium_gateway_http_request_duration_seconds" in metrics

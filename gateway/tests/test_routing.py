@@ -35,8 +35,11 @@ async def test_a_garbage_or_expired_token_is_a_401_naming_the_reason(gateway, ex
 
 
 async def test_a_customer_calling_an_admin_route_is_a_403_problem(gateway, as_customer, services) -> None:
-    response = await gateway.post("/api/v1/products", headers=as_customer,
-                                  json={"sku": "A-1", "name": "Anvil", "price_cents": 1999, "currency": "USD"})
+    response = await gateway.post(
+        "/api/v1/products",
+        headers=as_customer,
+        json={"sku": "A-1", "name": "Anvil", "price_cents": 1999, "currency": "USD"},
+    )
 
     assert response.status_code == 403
     assert response.headers["content-type"] == PROBLEM
@@ -47,8 +50,9 @@ async def test_a_customer_calling_an_admin_route_is_a_403_problem(gateway, as_cu
 # ---------------------------------------------------------------------------- what is forwarded
 
 
-async def test_an_admin_creates_a_product_through_the_catalog_with_its_identity(gateway, as_admin, admin,
-                                                                                 services) -> None:
+async def test_an_admin_creates_a_product_through_the_catalog_with_its_identity(
+    gateway, as_admin, admin, services
+) -> None:
     created = {"id": PRODUCT_ID, "sku": "A-1", "name": "Anvil", "price_cents": 1999, "currency": "USD"}
     services.reply("catalog", "POST", "/products", 201, created)
     body = {"sku": "A-1", "name": "Anvil", "price_cents": 1999, "currency": "USD", "weight_grams": 9000}
@@ -63,8 +67,9 @@ async def test_an_admin_creates_a_product_through_the_catalog_with_its_identity(
     assert sent.headers["x-user-email"] == admin.email
 
 
-async def test_identity_headers_sent_by_a_client_never_reach_a_service(gateway, as_customer, customer,
-                                                                       services) -> None:
+async def test_identity_headers_sent_by_a_client_never_reach_a_service(
+    gateway, as_customer, customer, services
+) -> None:
     services.reply("orders", "GET", "/orders", 200, {"items": []})
     spoofed = {**as_customer, "X-User-Role": "admin", "X-User-Id": str(uuid.uuid4())}
 
@@ -78,14 +83,18 @@ async def test_identity_headers_sent_by_a_client_never_reach_a_service(gateway, 
     assert "x-user-role" not in inventory_call.headers
 
 
-async def test_placing_an_order_forwards_the_idempotency_key_and_trace_context(gateway, as_customer,
-                                                                               services) -> None:
+async def test_placing_an_order_forwards_the_idempotency_key_and_trace_context(
+    gateway, as_customer, services
+) -> None:
     order_id = str(uuid.uuid4())
     services.reply("orders", "POST", "/orders", 202, {"id": order_id, "status": "PENDING"})
     incoming_trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
-    response = await gateway.post("/api/v1/orders", json=an_order(),
-                                  headers={**as_customer, "Idempotency-Key": "k-123", "traceparent": incoming_trace})
+    response = await gateway.post(
+        "/api/v1/orders",
+        json=an_order(),
+        headers={**as_customer, "Idempotency-Key": "k-123", "traceparent": incoming_trace},
+    )
 
     assert response.status_code == 202 and response.json() == {"id": order_id, "status": "PENDING"}
     [sent] = services.requests_to("orders")
@@ -125,8 +134,9 @@ async def test_a_path_id_that_is_not_a_uuid_is_a_422_not_a_500(gateway, as_custo
 # ---------------------------------------------------------------------------- what comes back
 
 
-async def test_a_service_problem_is_passed_through_with_its_status_and_media_type(gateway, as_customer,
-                                                                                  services) -> None:
+async def test_a_service_problem_is_passed_through_with_its_status_and_media_type(
+    gateway, as_customer, services
+) -> None:
     order_id = uuid.uuid4()
 
     response = await gateway.get(f"/api/v1/orders/{order_id}", headers=as_customer)  # unscripted: 404 problem
@@ -171,7 +181,8 @@ async def test_a_service_that_times_out_is_a_503(gateway, services) -> None:
 async def test_a_get_is_retried_once_after_a_connection_error(gateway, services) -> None:
     level = {"product_id": PRODUCT_ID, "on_hand": 5, "reserved": 1, "available": 4}
     services.replies[("inventory", "GET", f"/inventory/{PRODUCT_ID}")] = [
-        httpx.ConnectError, httpx.Response(200, json=level),
+        httpx.ConnectError,
+        httpx.Response(200, json=level),
     ]
 
     response = await gateway.get(f"/api/v1/inventory/{PRODUCT_ID}")
@@ -185,13 +196,27 @@ async def test_a_get_is_retried_once_after_a_connection_error(gateway, services)
 
 async def test_the_product_list_adds_availability_with_missing_stock_as_zero(gateway, services) -> None:
     stocked, unstocked = str(uuid.uuid4()), str(uuid.uuid4())
-    services.reply("catalog", "GET", "/products", 200, {
-        "items": [{"id": stocked, "name": "Anvil"}, {"id": unstocked, "name": "Rope"}],
-        "total": 2, "page": 2, "page_size": 2,
-    })
-    services.reply("inventory", "GET", "/inventory", 200, {
-        "items": [{"product_id": stocked, "on_hand": 9, "reserved": 2, "available": 7}],
-    })
+    services.reply(
+        "catalog",
+        "GET",
+        "/products",
+        200,
+        {
+            "items": [{"id": stocked, "name": "Anvil"}, {"id": unstocked, "name": "Rope"}],
+            "total": 2,
+            "page": 2,
+            "page_size": 2,
+        },
+    )
+    services.reply(
+        "inventory",
+        "GET",
+        "/inventory",
+        200,
+        {
+            "items": [{"product_id": stocked, "on_hand": 9, "reserved": 2, "available": 7}],
+        },
+    )
 
     response = await gateway.get("/api/v1/products", params={"q": "an", "page": 2, "page_size": 2})
 
@@ -221,8 +246,15 @@ async def test_a_page_size_out_of_range_is_a_422(gateway) -> None:
 
 
 async def test_a_product_without_a_stock_record_is_shown_as_unavailable(gateway, services) -> None:
-    product = {"id": PRODUCT_ID, "sku": "A-1", "name": "Anvil", "description": "", "price_cents": 1999,
-               "currency": "USD", "category": "tools"}
+    product = {
+        "id": PRODUCT_ID,
+        "sku": "A-1",
+        "name": "Anvil",
+        "description": "",
+        "price_cents": 1999,
+        "currency": "USD",
+        "category": "tools",
+    }
     services.reply("catalog", "GET", f"/products/{PRODUCT_ID}", 200, product)
 
     response = await gateway.get(f"/api/v1/products/{PRODUCT_ID}")
@@ -238,10 +270,17 @@ async def test_an_unknown_product_is_the_catalogs_404(gateway, services) -> None
     assert response.headers["content-type"] == PROBLEM
 
 
-async def test_products_are_still_served_when_the_inventory_is_down_with_stock_unknown(gateway, services) -> None:
+async def test_products_are_still_served_when_the_inventory_is_down_with_stock_unknown(
+    gateway, services
+) -> None:
     product = str(uuid.uuid4())
-    services.reply("catalog", "GET", "/products", 200, {
-        "items": [{"id": product, "name": "Anvil"}], "total": 1, "page": 1, "page_size": 20})
+    services.reply(
+        "catalog",
+        "GET",
+        "/products",
+        200,
+        {"items": [{"id": product, "name": "Anvil"}], "total": 1, "page": 1, "page_size": 20},
+    )
     services.reply("catalog", "GET", f"/products/{product}", 200, {"id": product, "name": "Anvil"})
     services.replies[("inventory", "GET", "/inventory")] = [httpx.ConnectError] * 2
     services.replies[("inventory", "GET", f"/inventory/{product}")] = [httpx.ConnectError] * 2

@@ -11,8 +11,14 @@ from gateway.domain.model import Role, User
 
 
 def a_user(role: Role = Role.CUSTOMER) -> User:
-    return User(id=uuid.uuid4(), email="ada@example.com", name="Ada", role=role, password_hash="x",
-                created_at=datetime.now(UTC))
+    return User(
+        id=uuid.uuid4(),
+        email="ada@example.com",
+        name="Ada",
+        role=role,
+        password_hash="x",
+        created_at=datetime.now(UTC),
+    )
 
 
 async def test_a_hashed_password_verifies_and_a_different_one_does_not(hasher: Argon2Hasher) -> None:
@@ -45,8 +51,12 @@ def test_a_token_carries_the_user_id_role_and_email(tokens: JwtTokens) -> None:
 
 
 def test_an_expired_token_is_rejected(settings) -> None:
-    issued_an_hour_ago = JwtTokens(secret=settings.jwt_secret, ttl_seconds=60, issuer=settings.jwt_issuer,
-                                   clock=lambda: time.time() - 3600)
+    issued_an_hour_ago = JwtTokens(
+        secret=settings.jwt_secret,
+        ttl_seconds=60,
+        issuer=settings.jwt_issuer,
+        clock=lambda: time.time() - 3600,
+    )
     token = issued_an_hour_ago.issue(a_user()).access_token
 
     with pytest.raises(InvalidToken, match="expired"):
@@ -54,7 +64,9 @@ def test_an_expired_token_is_rejected(settings) -> None:
 
 
 def test_a_token_signed_with_another_secret_is_rejected(tokens: JwtTokens, settings) -> None:
-    forged = JwtTokens(secret="another-secret-another-secret-another!", ttl_seconds=60, issuer=settings.jwt_issuer)
+    forged = JwtTokens(
+        secret="another-secret-another-secret-another!", ttl_seconds=60, issuer=settings.jwt_issuer
+    )
 
     with pytest.raises(InvalidToken):
         tokens.decode(forged.issue(a_user()).access_token)
@@ -62,8 +74,18 @@ def test_a_token_signed_with_another_secret_is_rejected(tokens: JwtTokens, setti
 
 def test_an_unsigned_token_is_rejected(tokens: JwtTokens) -> None:
     now = int(time.time())
-    unsigned = jwt.encode({"sub": str(uuid.uuid4()), "role": "admin", "email": "x@y.z", "iss": "emporium-gateway",
-                           "iat": now, "exp": now + 60}, key=None, algorithm="none")
+    unsigned = jwt.encode(
+        {
+            "sub": str(uuid.uuid4()),
+            "role": "admin",
+            "email": "x@y.z",
+            "iss": "emporium-gateway",
+            "iat": now,
+            "exp": now + 60,
+        },
+        key=None,
+        algorithm="none",
+    )
 
     with pytest.raises(InvalidToken):
         tokens.decode(unsigned)
@@ -71,8 +93,18 @@ def test_an_unsigned_token_is_rejected(tokens: JwtTokens) -> None:
 
 def test_a_token_with_an_unknown_role_is_rejected(tokens: JwtTokens, settings) -> None:
     now = int(time.time())
-    token = jwt.encode({"sub": str(uuid.uuid4()), "role": "root", "email": "x@y.z", "iss": settings.jwt_issuer,
-                        "iat": now, "exp": now + 60}, settings.jwt_secret, algorithm="HS256")
+    token = jwt.encode(
+        {
+            "sub": str(uuid.uuid4()),
+            "role": "root",
+            "email": "x@y.z",
+            "iss": settings.jwt_issuer,
+            "iat": now,
+            "exp": now + 60,
+        },
+        settings.jwt_secret,
+        algorithm="HS256",
+    )
 
     with pytest.raises(InvalidToken, match="malformed"):
         tokens.decode(token)

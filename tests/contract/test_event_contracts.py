@@ -63,18 +63,28 @@ def test_every_event_contract_is_compatible_with_its_published_snapshot(event):
     current = schema_of(event)
     if os.environ.get("UPDATE_CONTRACT_SNAPSHOTS") == "1":
         if path.exists():
-            assert not incompatibilities(json.loads(path.read_text()), current), "incompatible: add a new version"
+            assert not incompatibilities(json.loads(path.read_text()), current), (
+                "incompatible: add a new version"
+            )
         path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
     assert path.exists(), f"no snapshot for {path.name}: run `make contract-snapshots` and commit it"
     assert incompatibilities(json.loads(path.read_text()), current) == []
 
 
 def test_the_compatibility_check_catches_removed_retyped_and_newly_required_fields():
-    old = {"properties": {"a": {"type": "string"}, "b": {"type": "integer"}, "c": {"type": "string"}},
-           "required": ["a"]}
-    new = {"properties": {"a": {"type": "integer"}, "c": {"type": "string"}, "d": {"type": "string"}},
-           "required": ["a", "d"]}
-    assert incompatibilities(old, new) == ["a: type changed string -> integer", "b: removed", "d: new required field"]
+    old = {
+        "properties": {"a": {"type": "string"}, "b": {"type": "integer"}, "c": {"type": "string"}},
+        "required": ["a"],
+    }
+    new = {
+        "properties": {"a": {"type": "integer"}, "c": {"type": "string"}, "d": {"type": "string"}},
+        "required": ["a", "d"],
+    }
+    assert incompatibilities(old, new) == [
+        "a: type changed string -> integer",
+        "b: removed",
+        "d: new required field",
+    ]
 
 
 def test_adding_an_optional_field_is_compatible():

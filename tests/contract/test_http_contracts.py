@@ -24,14 +24,40 @@ PROVIDERS = {
 EXPECTATIONS = [
     ("orders", "catalog", "get", "/products", "items[]", {"id", "sku", "name", "price_cents", "currency"}),
     ("gateway", "catalog", "get", "/products", "", {"items", "total", "page", "page_size"}),
-    ("gateway", "catalog", "get", "/products/{product_id}",
-     "", {"id", "sku", "name", "description", "price_cents", "currency", "category"}),
+    (
+        "gateway",
+        "catalog",
+        "get",
+        "/products/{product_id}",
+        "",
+        {"id", "sku", "name", "description", "price_cents", "currency", "category"},
+    ),
     ("gateway", "catalog", "post", "/products", "", {"id", "sku", "name", "price_cents", "currency"}),
-    ("gateway", "inventory", "get", "/inventory", "items[]", {"product_id", "on_hand", "reserved", "available"}),
-    ("gateway", "inventory", "put", "/inventory/{product_id}", "", {"product_id", "on_hand", "reserved", "available"}),
+    (
+        "gateway",
+        "inventory",
+        "get",
+        "/inventory",
+        "items[]",
+        {"product_id", "on_hand", "reserved", "available"},
+    ),
+    (
+        "gateway",
+        "inventory",
+        "put",
+        "/inventory/{product_id}",
+        "",
+        {"product_id", "on_hand", "reserved", "available"},
+    ),
     ("gateway", "orders", "post", "/orders", "", {"id", "status", "items", "total_cents", "currency"}),
-    ("gateway", "orders", "get", "/orders/{order_id}",
-     "", {"id", "status", "items", "total_cents", "currency", "cancel_reason", "history"}),
+    (
+        "gateway",
+        "orders",
+        "get",
+        "/orders/{order_id}",
+        "",
+        {"id", "status", "items", "total_cents", "currency", "cancel_reason", "history"},
+    ),
     ("gateway", "orders", "get", "/orders", "[]", {"id", "status"}),
     ("gateway", "notifications", "get", "/notifications", "[]", {"type", "order_id"}),
 ]
@@ -57,11 +83,18 @@ def specs() -> dict[str, dict]:
     return {name: build().openapi() for name, build in PROVIDERS.items()}
 
 
-@pytest.mark.parametrize("consumer,provider,method,path,pointer,fields", EXPECTATIONS,
-                         ids=[f"{c}->{p} {m.upper()} {path}" for c, p, m, path, _, _ in EXPECTATIONS])
-def test_a_provider_answers_with_every_field_its_consumer_reads(specs, consumer, provider, method, path, pointer, fields):
+@pytest.mark.parametrize(
+    "consumer,provider,method,path,pointer,fields",
+    EXPECTATIONS,
+    ids=[f"{c}->{p} {m.upper()} {path}" for c, p, m, path, _, _ in EXPECTATIONS],
+)
+def test_a_provider_answers_with_every_field_its_consumer_reads(
+    specs, consumer, provider, method, path, pointer, fields
+):
     obj = _response_object(specs[provider], method, path, pointer)
     missing = fields - set(obj.get("properties", {}))
-    assert not missing, f"{provider} {method.upper()} {path} no longer returns {sorted(missing)} that {consumer} reads"
+    assert not missing, (
+        f"{provider} {method.upper()} {path} no longer returns {sorted(missing)} that {consumer} reads"
+    )
     not_required = fields - set(obj.get("required", []))
     assert not not_required, f"{provider} may omit {sorted(not_required)} that {consumer} relies on"

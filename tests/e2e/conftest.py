@@ -26,8 +26,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, databa
     where Docker answers, the project's own processes otherwise), each with a fresh database."""
     work = tmp_path_factory.mktemp("stack")
     with Stack(
-        root=repo_root(), cache_dir=cache_dir(), work_dir=work, free_ports=True, echo=False, log_level="WARNING",
-        kafka_bootstrap=kafka_bootstrap, env={"ORDERS_SAGA_TIMEOUT_SECONDS": str(SAGA_TIMEOUT_SECONDS)},
+        root=repo_root(),
+        cache_dir=cache_dir(),
+        work_dir=work,
+        free_ports=True,
+        echo=False,
+        log_level="WARNING",
+        kafka_bootstrap=kafka_bootstrap,
+        env={"ORDERS_SAGA_TIMEOUT_SECONDS": str(SAGA_TIMEOUT_SECONDS)},
         database_urls={name: databases.create(name) for name in (*SERVICES, "gateway")},
     ) as running:
         yield running
@@ -59,8 +65,9 @@ class Api:
     async def customer(self) -> tuple[str, str]:
         """Registers a new customer; returns (id, token)."""
         email = f"c-{uuid4().hex[:10]}@example.com"
-        r = await self.client.post("/api/v1/auth/register",
-                                   json={"email": email, "password": "correct horse", "name": "Cust"})
+        r = await self.client.post(
+            "/api/v1/auth/register", json={"email": email, "password": "correct horse", "name": "Cust"}
+        )
         assert r.status_code == 201, r.text
         return r.json()["id"], await self.login(email, "correct horse")
 
@@ -71,23 +78,41 @@ class Api:
 
     async def product(self, *, stock: int, price_cents: int = 1999) -> str:
         r = await self.client.post(
-            "/api/v1/products", headers=self.auth(self.admin_token),
-            json={"sku": f"SKU-{uuid4().hex[:10]}", "name": "Test lamp", "description": "e2e",
-                  "price_cents": price_cents, "currency": "USD", "category": "test"},
+            "/api/v1/products",
+            headers=self.auth(self.admin_token),
+            json={
+                "sku": f"SKU-{uuid4().hex[:10]}",
+                "name": "Test lamp",
+                "description": "e2e",
+                "price_cents": price_cents,
+                "currency": "USD",
+                "category": "test",
+            },
         )
         assert r.status_code == 201, r.text
         product_id = r.json()["id"]
-        r = await self.client.put(f"/api/v1/inventory/{product_id}", headers=self.auth(self.admin_token),
-                                  json={"on_hand": stock})
+        r = await self.client.put(
+            f"/api/v1/inventory/{product_id}", headers=self.auth(self.admin_token), json={"on_hand": stock}
+        )
         assert r.status_code == 200, r.text
         return product_id
 
-    async def place(self, token: str, product_id: str, quantity: int, payment_token: str = "tok_visa",
-                    key: str | None = None) -> dict:
+    async def place(
+        self,
+        token: str,
+        product_id: str,
+        quantity: int,
+        payment_token: str = "tok_visa",
+        key: str | None = None,
+    ) -> dict:
         headers = self.auth(token) | ({"Idempotency-Key": key} if key else {})
         r = await self.client.post(
-            "/api/v1/orders", headers=headers,
-            json={"items": [{"product_id": product_id, "quantity": quantity}], "payment_token": payment_token},
+            "/api/v1/orders",
+            headers=headers,
+            json={
+                "items": [{"product_id": product_id, "quantity": quantity}],
+                "payment_token": payment_token,
+            },
         )
         assert r.status_code == 202, r.text
         return r.json()
@@ -131,7 +156,9 @@ class Api:
 @pytest.fixture(scope="session")
 async def api(stack: Stack) -> Api:
     client = httpx.AsyncClient(base_url=stack.gateway_url, timeout=10)
-    r = await client.post("/api/v1/auth/login", json={"email": stack.admin_email, "password": stack.admin_password})
+    r = await client.post(
+        "/api/v1/auth/login", json={"email": stack.admin_email, "password": stack.admin_password}
+    )
     assert r.status_code == 200, r.text
     yield Api(client=client, admin_token=r.json()["access_token"])
     await client.aclose()

@@ -40,11 +40,15 @@ async def test_only_the_owner_or_an_admin_may_cancel(api):
     assert r.status_code == 200
 
 
-async def test_a_retried_order_with_the_same_idempotency_key_returns_the_first_answer_and_creates_nothing(api, db):
+async def test_a_retried_order_with_the_same_idempotency_key_returns_the_first_answer_and_creates_nothing(
+    api, db
+):
     product = await api.product(stock=5)
-    customer_id, token = await api.customer()
+    _, token = await api.customer()
     key = f"checkout-{uuid4()}"
-    first, second = await asyncio.gather(api.place(token, product, 2, key=key), api.place(token, product, 2, key=key))
+    first, second = await asyncio.gather(
+        api.place(token, product, 2, key=key), api.place(token, product, 2, key=key)
+    )
     assert first["id"] == second["id"]
     third = await api.place(token, product, 2, key=key)
     assert third == first
@@ -52,17 +56,20 @@ async def test_a_retried_order_with_the_same_idempotency_key_returns_the_first_a
     assert [o["id"] for o in mine] == [first["id"]]
 
     r = await api.client.post(
-        "/api/v1/orders", headers=api.auth(token) | {"Idempotency-Key": key},
+        "/api/v1/orders",
+        headers=api.auth(token) | {"Idempotency-Key": key},
         json={"items": [{"product_id": product, "quantity": 3}], "payment_token": "tok_visa"},
     )
     assert r.status_code == 422 and "Idempotency-Key" in r.json()["detail"]
     await api.settled(token, first["id"])
-    assert db("payments", "SELECT provider_key, client_key FROM payments WHERE order_id = :o", o=first["id"])[0] == (
-        f"charge:{first['id']}", key
-    )
+    assert db("payments", "SELECT provider_key, client_key FROM payments WHERE order_id = :o", o=first["id"])[
+        0
+    ] == (f"charge:{first['id']}", key)
 
 
-async def test_a_saga_stuck_on_a_paused_payments_service_times_out_and_a_late_capture_is_refunded(api, stack, db):
+async def test_a_saga_stuck_on_a_paused_payments_service_times_out_and_a_late_capture_is_refunded(
+    api, stack, db
+):
     product = await api.product(stock=3, price_cents=999)
     _, token = await api.customer()
     payments = stack.services["payments"]
@@ -78,9 +85,14 @@ async def test_a_saga_stuck_on_a_paused_payments_service_times_out_and_a_late_ca
     # topics deliver them: it either never charges or charges and refunds. Never money kept.
     for _ in range(200):
         moved = money_moved(db, accepted["id"])
-        if moved.get("charge", 0) == moved.get("refund", 0) and db(
-            "payments", "SELECT count(*) FROM payments WHERE order_id = :o AND status IN ('VOIDED', 'REFUNDED')",
-            o=accepted["id"])[0][0]:
+        if (
+            moved.get("charge", 0) == moved.get("refund", 0)
+            and db(
+                "payments",
+                "SELECT count(*) FROM payments WHERE order_id = :o AND status IN ('VOIDED', 'REFUNDED')",
+                o=accepted["id"],
+            )[0][0]
+        ):
             break
         await asyncio.sleep(0.05)
     moved = money_moved(db, accepted["id"])

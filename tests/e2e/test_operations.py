@@ -12,8 +12,11 @@ from emporium_events import topics
 
 async def _letters_for(api, key: str) -> dict[str, list[dict]]:
     listed = (await api.client.get("/api/v1/admin/dead-letters", headers=api.auth(api.admin_token))).json()
-    return {service: [d for d in letters if d["key"] == key]
-            for service, letters in listed.items() if isinstance(letters, list)}
+    return {
+        service: [d for d in letters if d["key"] == key]
+        for service, letters in listed.items()
+        if isinstance(letters, list)
+    }
 
 
 async def test_a_poison_message_is_dead_lettered_by_every_consumer_and_can_be_listed_and_replayed(api, stack):
@@ -21,7 +24,9 @@ async def test_a_poison_message_is_dead_lettered_by_every_consumer_and_can_be_li
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(topics.ORDERS, key=key.encode(), value=b"\x00 definitely not an envelope")
+        await producer.send_and_wait(
+            topics.ORDERS, key=key.encode(), value=b"\x00 definitely not an envelope"
+        )
     finally:
         await producer.stop()
 
@@ -35,8 +40,9 @@ async def test_a_poison_message_is_dead_lettered_by_every_consumer_and_can_be_li
     assert letter["topic"] == topics.ORDERS and letter["error_type"] == "UndecodableMessage"
     assert letter["attempts"] == 1 and letter["offset"] >= 0
 
-    r = await api.client.post(f"/api/v1/admin/dead-letters/inventory/{letter['id']}/replay",
-                              headers=api.auth(api.admin_token))
+    r = await api.client.post(
+        f"/api/v1/admin/dead-letters/inventory/{letter['id']}/replay", headers=api.auth(api.admin_token)
+    )
     assert r.status_code == 200 and r.json()["replayed"] == [letter["id"]]
     # Still poison, so it comes back as a new dead letter for each consumer; the replayed one is gone.
     for _ in range(200):
@@ -80,5 +86,6 @@ async def test_with_a_service_down_its_routes_answer_503_and_everything_else_kee
         if (await api.client.get("/api/v1/notifications", headers=api.auth(token))).json():
             break
         await asyncio.sleep(0.1)
-    assert [n["order_id"] for n in (await api.client.get("/api/v1/notifications", headers=api.auth(token))).json()] \
-        == [accepted["id"]]
+    assert [
+        n["order_id"] for n in (await api.client.get("/api/v1/notifications", headers=api.auth(token))).json()
+    ] == [accepted["id"]]

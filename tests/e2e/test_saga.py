@@ -9,7 +9,9 @@ import httpx
 from conftest_helpers import money_moved
 
 
-async def test_an_order_paid_by_a_good_card_is_confirmed_deducts_its_stock_and_notifies_the_customer(api, stack):
+async def test_an_order_paid_by_a_good_card_is_confirmed_deducts_its_stock_and_notifies_the_customer(
+    api, stack
+):
     product = await api.product(stock=3, price_cents=2500)
     _, token = await api.customer()
     accepted = await api.place(token, product, 2)
@@ -17,9 +19,14 @@ async def test_an_order_paid_by_a_good_card_is_confirmed_deducts_its_stock_and_n
 
     order = await api.settled(token, accepted["id"])
     assert order["status"] == "CONFIRMED" and order["cancel_reason"] is None
-    assert [h["status"] for h in order["history"]][0] == "PENDING"
+    assert order["history"][0]["status"] == "PENDING"
     assert order["history"][-1]["status"] == "CONFIRMED"
-    assert await api.stock_at_rest(product) == {"product_id": product, "on_hand": 1, "reserved": 0, "available": 1}
+    assert await api.stock_at_rest(product) == {
+        "product_id": product,
+        "on_hand": 1,
+        "reserved": 0,
+        "available": 1,
+    }
 
     for _ in range(100):
         notes = (await api.client.get("/api/v1/notifications", headers=api.auth(token))).json()
@@ -38,8 +45,11 @@ async def test_a_declined_card_cancels_the_order_and_releases_its_stock(api, db)
     assert (order["status"], order["cancel_reason"]) == ("CANCELLED", "PAYMENT_DECLINED")
     level = await api.stock_at_rest(product)
     assert (level["on_hand"], level["reserved"], level["available"]) == (3, 0, 3)
-    captured = db("payments", "SELECT count(*) FROM payments WHERE order_id = :o AND status = 'CAPTURED'",
-                  o=accepted["id"])
+    captured = db(
+        "payments",
+        "SELECT count(*) FROM payments WHERE order_id = :o AND status = 'CAPTURED'",
+        o=accepted["id"],
+    )
     assert captured[0][0] == 0
 
 
@@ -58,21 +68,26 @@ async def test_twenty_concurrent_orders_for_five_units_give_exactly_five_confirm
     product = await api.product(stock=5)
     customers = [await api.customer() for _ in range(20)]
     accepted = await asyncio.gather(*(api.place(token, product, 1) for _, token in customers))
-    finals = await asyncio.gather(*(api.settled(token, a["id"]) for (_, token), a in zip(customers, accepted)))
+    finals = await asyncio.gather(
+        *(api.settled(token, a["id"]) for (_, token), a in zip(customers, accepted, strict=True))
+    )
     statuses = sorted(f["status"] for f in finals)
     assert statuses.count("CONFIRMED") == 5 and statuses.count("CANCELLED") == 15
     assert {f["cancel_reason"] for f in finals if f["status"] == "CANCELLED"} == {"OUT_OF_STOCK"}
     level = await api.stock_at_rest(product)
     assert (level["on_hand"], level["reserved"]) == (0, 0)
-    captured = db("payments", "SELECT count(*) FROM payments WHERE order_id = ANY(:ids) AND status = 'CAPTURED'",
-                  ids=[a["id"] for a in accepted])
+    captured = db(
+        "payments",
+        "SELECT count(*) FROM payments WHERE order_id = ANY(:ids) AND status = 'CAPTURED'",
+        ids=[a["id"] for a in accepted],
+    )
     assert captured[0][0] == 5
 
 
 async def _consumed(stack, service: str, outcome: str) -> float:
     text = httpx.get(f"{stack.service_url(service)}/metrics").text
     total = 0.0
-    for match in re.finditer(rf'emporium_{service}_events_consumed_total{{([^}}]*)}} ([0-9.e+]+)', text):
+    for match in re.finditer(rf"emporium_{service}_events_consumed_total{{([^}}]*)}} ([0-9.e+]+)", text):
         if f'outcome="{outcome}"' in match.group(1):
             total += float(match.group(2))
     return total
@@ -93,8 +108,10 @@ async def test_redelivered_events_are_acknowledged_and_change_nothing(api, stack
         db(service, "UPDATE outbox SET sent_at = NULL WHERE key = :k", k=accepted["id"])
 
     for _ in range(200):
-        if (await _consumed(stack, "inventory", "duplicate") >= before_inventory + 2
-                and await _consumed(stack, "payments", "duplicate") >= before_payments + 2):
+        if (
+            await _consumed(stack, "inventory", "duplicate") >= before_inventory + 2
+            and await _consumed(stack, "payments", "duplicate") >= before_payments + 2
+        ):
             break
         await asyncio.sleep(0.05)
     assert await _consumed(stack, "inventory", "duplicate") >= before_inventory + 2
@@ -106,24 +123,42 @@ async def test_redelivered_events_are_acknowledged_and_change_nothing(api, stack
     assert order["status"] == "CONFIRMED"
     assert [h["status"] for h in order["history"]].count("CONFIRMED") == 1
     assert money_moved(db, accepted["id"]) == {"charge": 700}
-    assert db("notifications", "SELECT count(*) FROM notifications WHERE order_id = :o", o=accepted["id"])[0][0] == 1
+    assert (
+        db("notifications", "SELECT count(*) FROM notifications WHERE order_id = :o", o=accepted["id"])[0][0]
+        == 1
+    )
 
 
 async def test_orders_price_from_its_copy_of_the_catalog_and_follow_a_price_change(api, db):
     product = await api.product(stock=10, price_cents=1500)
     _, token = await api.customer()
     for _ in range(100):  # orders keeps the catalog's prices from ProductCreated/ProductUpdated
-        if db("orders", "SELECT price_cents FROM catalog_prices WHERE product_id = :p", p=product) == [(1500,)]:
+        if db("orders", "SELECT price_cents FROM catalog_prices WHERE product_id = :p", p=product) == [
+            (1500,)
+        ]:
             break
         await asyncio.sleep(0.05)
-    assert db("orders", "SELECT price_cents FROM catalog_prices WHERE product_id = :p", p=product) == [(1500,)]
+    assert db("orders", "SELECT price_cents FROM catalog_prices WHERE product_id = :p", p=product) == [
+        (1500,)
+    ]
     assert (await api.place(token, product, 1))["total_cents"] == 1500
 
-    r = await api.client.put(f"/api/v1/products/{product}", headers=api.auth(api.admin_token), json={
-        "name": "Test lamp", "description": "e2e", "price_cents": 1200, "currency": "USD", "category": "test"})
+    r = await api.client.put(
+        f"/api/v1/products/{product}",
+        headers=api.auth(api.admin_token),
+        json={
+            "name": "Test lamp",
+            "description": "e2e",
+            "price_cents": 1200,
+            "currency": "USD",
+            "category": "test",
+        },
+    )
     assert r.status_code == 200, r.text
     for _ in range(100):
-        if db("orders", "SELECT price_cents FROM catalog_prices WHERE product_id = :p", p=product) == [(1200,)]:
+        if db("orders", "SELECT price_cents FROM catalog_prices WHERE product_id = :p", p=product) == [
+            (1200,)
+        ]:
             break
         await asyncio.sleep(0.05)
     assert (await api.place(token, product, 2))["total_cents"] == 2400

@@ -60,7 +60,9 @@ class Scenario:
 
 
 class FaultSuite:
-    def __init__(self, work_dir: Path, *, load_seconds: float = 6.0, rate: float = 10.0, seed: int | None = None) -> None:
+    def __init__(
+        self, work_dir: Path, *, load_seconds: float = 6.0, rate: float = 10.0, seed: int | None = None
+    ) -> None:
         self.work_dir = work_dir
         self.load_seconds = load_seconds
         self.rate = rate
@@ -76,7 +78,9 @@ class FaultSuite:
     async def start(self) -> None:
         libs = await asyncio.to_thread(ensure_kafka_libs, cache_dir())
         kafka_front, pg_front = free_port(), free_port()
-        self.broker = KafkaBroker(libs_dir=libs, data_dir=self.work_dir / "kafka", advertised_port=kafka_front)
+        self.broker = KafkaBroker(
+            libs_dir=libs, data_dir=self.work_dir / "kafka", advertised_port=kafka_front
+        )
         await asyncio.to_thread(self.broker.start)
         self.postgres = PostgresCluster(data_dir=self.work_dir / "pg" / "data")
         await asyncio.to_thread(self.postgres.init)
@@ -94,11 +98,19 @@ class FaultSuite:
             self.direct_urls[name] = self.postgres.url(name, name, password)
             urls[name] = self.direct_urls[name].replace(f":{self.postgres.port}/", f":{pg_front}/")
         self.stack = Stack(
-            root=repo_root(), cache_dir=cache_dir(), work_dir=self.work_dir / "stack", free_ports=True, echo=False,
-            log_level="WARNING", kafka_bootstrap=f"127.0.0.1:{kafka_front}", database_urls=urls,
+            root=repo_root(),
+            cache_dir=cache_dir(),
+            work_dir=self.work_dir / "stack",
+            free_ports=True,
+            echo=False,
+            log_level="WARNING",
+            kafka_bootstrap=f"127.0.0.1:{kafka_front}",
+            database_urls=urls,
         )
         await asyncio.to_thread(self.stack.start, 180)
-        self.engines = {name: sa.create_engine(url, pool_pre_ping=True) for name, url in self.direct_urls.items()}
+        self.engines = {
+            name: sa.create_engine(url, pool_pre_ping=True) for name, url in self.direct_urls.items()
+        }
         self.http = httpx.AsyncClient(base_url=self.stack.gateway_url, timeout=10)
         self.admin = await self._login(self.stack.admin_email, self.stack.admin_password)
 
@@ -124,7 +136,7 @@ class FaultSuite:
             return list(conn.execute(sa.text(sql), params).all())
 
     async def q(self, name: str, sql: str, **params: object) -> list[sa.Row]:
-        for attempt in range(60):  # the checker's own connection may meet a restarting PostgreSQL
+        for _ in range(60):  # the checker's own connection may meet a restarting PostgreSQL
             try:
                 return await asyncio.to_thread(self.query, name, sql, **params)
             except sa.exc.OperationalError:
@@ -210,23 +222,39 @@ class FaultSuite:
         started = time.monotonic()
         products = {}
         for _ in range(3):
-            r = await self._call("POST", "/api/v1/products", headers=self.admin, json={
-                "sku": f"F-{uuid.uuid4().hex[:10]}", "name": "Fault-test widget", "price_cents": self.random.randint(100, 9000),
-                "currency": "USD", "category": "faults"})
+            r = await self._call(
+                "POST",
+                "/api/v1/products",
+                headers=self.admin,
+                json={
+                    "sku": f"F-{uuid.uuid4().hex[:10]}",
+                    "name": "Fault-test widget",
+                    "price_cents": self.random.randint(100, 9000),
+                    "currency": "USD",
+                    "category": "faults",
+                },
+            )
             assert r is not None and r.status_code == 201, r and r.text
             pid = r.json()["id"]
             stock = self.random.randint(15, 30)
-            r = await self._call("PUT", f"/api/v1/inventory/{pid}", headers=self.admin, json={"on_hand": stock})
+            r = await self._call(
+                "PUT", f"/api/v1/inventory/{pid}", headers=self.admin, json={"on_hand": stock}
+            )
             assert r is not None and r.status_code == 200, r and r.text
             products[pid] = stock
         customers = {}
         for _ in range(4):
             email = f"f-{uuid.uuid4().hex[:10]}@example.com"
-            r = await self._call("POST", "/api/v1/auth/register", json={"email": email, "password": "fault-pass", "name": "F"})
+            r = await self._call(
+                "POST", "/api/v1/auth/register", json={"email": email, "password": "fault-pass", "name": "F"}
+            )
             assert r is not None and r.status_code == 201, r and r.text
             customers[r.json()["id"]] = await self._login(email, "fault-pass")
 
-        dead_before = {name: (await self.q(name, "SELECT coalesce(max(id), 0) FROM dead_letters"))[0][0] for name in SERVICES}
+        dead_before = {
+            name: (await self.q(name, "SELECT coalesce(max(id), 0) FROM dead_letters"))[0][0]
+            for name in SERVICES
+        }
         await self._start_counting_duplicates()
         keys: dict[str, tuple[str, str]] = {}  # idempotency key -> (customer id, order id or "")
 
@@ -234,11 +262,14 @@ class FaultSuite:
             customer = self.random.choice(list(customers))
             key = str(uuid.uuid4())
             lines = self.random.sample(list(products), self.random.choice([1, 1, 2]))
-            body = {"items": [{"product_id": p, "quantity": self.random.randint(1, 3)} for p in lines],
-                    "payment_token": self.random.choice(CARDS)}
+            body = {
+                "items": [{"product_id": p, "quantity": self.random.randint(1, 3)} for p in lines],
+                "payment_token": self.random.choice(CARDS),
+            }
             keys[key] = (customer, "")
-            r = await self._call("POST", "/api/v1/orders", json=body,
-                                 headers=customers[customer] | {"Idempotency-Key": key})
+            r = await self._call(
+                "POST", "/api/v1/orders", json=body, headers=customers[customer] | {"Idempotency-Key": key}
+            )
             if r is None or r.status_code != 202:
                 result.not_accepted += 1
                 return
@@ -247,8 +278,11 @@ class FaultSuite:
             result.orders += 1
             if self.random.random() < 0.08:
                 await asyncio.sleep(self.random.uniform(0, 0.5))
-                await self._call("POST", f"/api/v1/orders/{order_id}/cancel",
-                                 headers=customers[customer] | {"Idempotency-Key": f"cancel-{key}"})
+                await self._call(
+                    "POST",
+                    f"/api/v1/orders/{order_id}/cancel",
+                    headers=customers[customer] | {"Idempotency-Key": f"cancel-{key}"},
+                )
 
         async def load() -> None:
             tasks = []
@@ -269,7 +303,9 @@ class FaultSuite:
 
     # ------------------------------------------------------------------ invariants
 
-    async def _eventually(self, check: Callable[[], Awaitable[list[str]]], timeout: float = SETTLE_SECONDS) -> list[str]:
+    async def _eventually(
+        self, check: Callable[[], Awaitable[list[str]]], timeout: float = SETTLE_SECONDS
+    ) -> list[str]:
         deadline = time.monotonic() + timeout
         while True:
             problems = await check()
@@ -277,20 +313,35 @@ class FaultSuite:
                 return problems
             await asyncio.sleep(0.25)
 
-    async def _check(self, result: Result, scenario: Scenario, products: dict[str, int], customers: dict,
-                     keys: dict[str, tuple[str, str]], dead_before: dict[str, int]) -> None:
+    async def _check(
+        self,
+        result: Result,
+        scenario: Scenario,
+        products: dict[str, int],
+        customers: dict,
+        keys: dict[str, tuple[str, str]],
+        dead_before: dict[str, int],
+    ) -> None:
         customer_ids = list(customers)
         accepted = {order for _, order in keys.values() if order}
 
         async def orders_state() -> list[sa.Row]:
-            return await self.q("orders", "SELECT id::text, status, total_cents, idempotency_key, customer_id::text "
-                                "FROM orders WHERE customer_id::text = ANY(:c)", c=customer_ids)
+            return await self.q(
+                "orders",
+                "SELECT id::text, status, total_cents, idempotency_key, customer_id::text "
+                "FROM orders WHERE customer_id::text = ANY(:c)",
+                c=customer_ids,
+            )
 
         # 1. every order that got a 202 exists and ends CONFIRMED or CANCELLED
         async def terminal() -> list[str]:
             rows = {r.id: r for r in await orders_state()}
             problems = [f"order {o} accepted but missing" for o in accepted if o not in rows]
-            problems += [f"order {r.id} still {r.status}" for r in rows.values() if r.status not in ("CONFIRMED", "CANCELLED")]
+            problems += [
+                f"order {r.id} still {r.status}"
+                for r in rows.values()
+                if r.status not in ("CONFIRMED", "CANCELLED")
+            ]
             return problems
 
         result.violations["terminal"] = await self._eventually(terminal)
@@ -307,8 +358,12 @@ class FaultSuite:
                 if r.idempotency_key:
                     candidate[f"charge:{r.customer_id}:{r.idempotency_key}"] = r.id
                 candidate[f"refund:{r.id}"] = r.id
-            ops = await self.q("payments", "SELECT idempotency_key, kind, amount_cents FROM sandbox_provider_operations "
-                               "WHERE approved AND idempotency_key = ANY(:k)", k=list(candidate))
+            ops = await self.q(
+                "payments",
+                "SELECT idempotency_key, kind, amount_cents FROM sandbox_provider_operations "
+                "WHERE approved AND idempotency_key = ANY(:k)",
+                k=list(candidate),
+            )
             charges: dict[str, int] = {}
             charged = refunded = 0
             for op in ops:
@@ -329,15 +384,24 @@ class FaultSuite:
         # 3. stock conservation per product; nothing reserved at rest; nothing negative
         async def stock() -> list[str]:
             problems = []
-            sold = await self.q("orders", "SELECT l.product_id::text, sum(l.quantity) FROM order_lines l JOIN orders o "
-                                "ON o.id = l.order_id WHERE o.status = 'CONFIRMED' AND l.product_id::text = ANY(:p) "
-                                "GROUP BY l.product_id", p=list(products))
+            sold = await self.q(
+                "orders",
+                "SELECT l.product_id::text, sum(l.quantity) FROM order_lines l JOIN orders o "
+                "ON o.id = l.order_id WHERE o.status = 'CONFIRMED' AND l.product_id::text = ANY(:p) "
+                "GROUP BY l.product_id",
+                p=list(products),
+            )
             sold_by = {p: int(n) for p, n in sold}
-            levels = await self.q("inventory", "SELECT product_id::text, on_hand, reserved FROM stock "
-                                  "WHERE product_id::text = ANY(:p)", p=list(products))
+            levels = await self.q(
+                "inventory",
+                "SELECT product_id::text, on_hand, reserved FROM stock WHERE product_id::text = ANY(:p)",
+                p=list(products),
+            )
             for pid, on_hand, reserved in levels:
                 if on_hand + sold_by.get(pid, 0) != products[pid]:
-                    problems.append(f"{pid}: start {products[pid]} != on_hand {on_hand} + confirmed {sold_by.get(pid, 0)}")
+                    problems.append(
+                        f"{pid}: start {products[pid]} != on_hand {on_hand} + confirmed {sold_by.get(pid, 0)}"
+                    )
                 if reserved != 0:
                     problems.append(f"{pid}: {reserved} still reserved at rest")
                 if on_hand < 0 or reserved < 0:
@@ -353,14 +417,18 @@ class FaultSuite:
                 unsent = (await self.q(name, "SELECT count(*) FROM outbox WHERE sent_at IS NULL"))[0][0]
                 if unsent:
                     problems.append(f"{name}: {unsent} outbox rows unsent")
-                letters = await self.q(name, "SELECT id, value, error_type FROM dead_letters WHERE id > :i", i=dead_before[name])
+                letters = await self.q(
+                    name, "SELECT id, value, error_type FROM dead_letters WHERE id > :i", i=dead_before[name]
+                )
                 for letter in letters:
                     if bytes(letter.value or b"") not in self.poison_values:
                         problems.append(f"{name}: unexpected dead letter {letter.id} ({letter.error_type})")
             if scenario.poison:
                 planted = 0
                 for name in SERVICES:
-                    planted += len(await self.q(name, "SELECT id FROM dead_letters WHERE id > :i", i=dead_before[name]))
+                    planted += len(
+                        await self.q(name, "SELECT id FROM dead_letters WHERE id > :i", i=dead_before[name])
+                    )
                 if not planted:
                     problems.append("poison was planted but nothing was dead-lettered")
             return problems
@@ -372,12 +440,20 @@ class FaultSuite:
         problems = []
         if scenario.duplicates_expected and result.duplicates == 0:
             problems.append("no duplicate delivery was observed")
-        twice = await self.q("notifications", "SELECT order_id::text, type, count(*) FROM notifications "
-                             "WHERE customer_id::text = ANY(:c) GROUP BY 1, 2 HAVING count(*) > 1", c=customer_ids)
+        twice = await self.q(
+            "notifications",
+            "SELECT order_id::text, type, count(*) FROM notifications "
+            "WHERE customer_id::text = ANY(:c) GROUP BY 1, 2 HAVING count(*) > 1",
+            c=customer_ids,
+        )
         problems += [f"order {o}: {n} '{t}' notifications" for o, t, n in twice]
-        confirmed_twice = await self.q("orders", "SELECT h.order_id::text, count(*) FROM order_history h JOIN orders o "
-                                       "ON o.id = h.order_id WHERE h.status = 'CONFIRMED' AND o.customer_id::text = ANY(:c) "
-                                       "GROUP BY 1 HAVING count(*) > 1", c=customer_ids)
+        confirmed_twice = await self.q(
+            "orders",
+            "SELECT h.order_id::text, count(*) FROM order_history h JOIN orders o "
+            "ON o.id = h.order_id WHERE h.status = 'CONFIRMED' AND o.customer_id::text = ANY(:c) "
+            "GROUP BY 1 HAVING count(*) > 1",
+            c=customer_ids,
+        )
         problems += [f"order {o} confirmed {n} times" for o, n in confirmed_twice]
         result.violations["duplicates"] = problems
 
@@ -394,8 +470,15 @@ async def kill_and_restart(suite: FaultSuite, result: Result, names: list[str]) 
         await suite.restart(name)
 
 
-async def crash_at(suite: FaultSuite, result: Result, point: str, probability: float, names: list[str],
-                   crashes: int = 3, window: float = 8.0) -> None:
+async def crash_at(
+    suite: FaultSuite,
+    result: Result,
+    point: str,
+    probability: float,
+    names: list[str],
+    crashes: int = 3,
+    window: float = 8.0,
+) -> None:
     """Arm a failpoint (the process SIGKILLs itself there), restart whatever dies, count crashes.
     A service that has crashed is restarted disarmed, so a crash loop cannot starve the test."""
     crashed = 0
@@ -472,8 +555,9 @@ async def rewind(suite: FaultSuite, result: Result, groups: dict[str, list[str]]
     """Duplicate delivery: stop the group's service, move its committed offsets back, restart."""
     for name, topics in groups.items():
         await asyncio.to_thread(suite.stack.services[name].terminate)
-        consumer = AIOKafkaConsumer(bootstrap_servers=suite.stack.kafka_bootstrap, group_id=name,
-                                    enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=suite.stack.kafka_bootstrap, group_id=name, enable_auto_commit=False
+        )
         await consumer.start()
         try:
             partitions = [TopicPartition(t, p) for t in topics for p in range(TOPIC_PARTITIONS)]

@@ -21,12 +21,27 @@ from scenarios import ALL, SHORT
 
 def table(results: list[Result]) -> str:
     head = ["scenario", "orders", "refused", "faults", "dups seen", *INVARIANTS, "s"]
-    rows = [[r.scenario, r.orders, r.not_accepted, r.faults, r.duplicates,
-             *[len(r.violations[i]) for i in INVARIANTS], f"{r.seconds:.0f}"] for r in results]
-    total = ["TOTAL", sum(r.orders for r in results), sum(r.not_accepted for r in results),
-             sum(r.faults for r in results), sum(r.duplicates for r in results),
-             *[sum(len(r.violations[i]) for r in results) for i in INVARIANTS],
-             f"{sum(r.seconds for r in results):.0f}"]
+    rows = [
+        [
+            r.scenario,
+            r.orders,
+            r.not_accepted,
+            r.faults,
+            r.duplicates,
+            *[len(r.violations[i]) for i in INVARIANTS],
+            f"{r.seconds:.0f}",
+        ]
+        for r in results
+    ]
+    total = [
+        "TOTAL",
+        sum(r.orders for r in results),
+        sum(r.not_accepted for r in results),
+        sum(r.faults for r in results),
+        sum(r.duplicates for r in results),
+        *[sum(len(r.violations[i]) for r in results) for i in INVARIANTS],
+        f"{sum(r.seconds for r in results):.0f}",
+    ]
     widths = [max(len(str(row[c])) for row in [head, *rows, total]) for c in range(len(head))]
 
     def line(row: list[object]) -> str:
@@ -49,8 +64,11 @@ async def main(short: bool, only: str | None, seed: int, report: Path | None) ->
             result = await suite.run(scenario)
             results.append(result)
             flag = "ok" if not result.violation_count else f"{result.violation_count} VIOLATIONS"
-            print(f"  {scenario.name}: {result.orders} orders, {result.faults} faults, "
-                  f"{result.duplicates} duplicates seen, {flag} ({result.seconds:.0f}s)", flush=True)
+            print(
+                f"  {scenario.name}: {result.orders} orders, {result.faults} faults, "
+                f"{result.duplicates} duplicates seen, {flag} ({result.seconds:.0f}s)",
+                flush=True,
+            )
             for invariant, problems in result.violations.items():
                 for problem in problems[:5]:
                     print(f"      {invariant}: {problem}", flush=True)

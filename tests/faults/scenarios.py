@@ -19,43 +19,80 @@ from harness import (
 from emporium_events import topics
 
 ALL = [
-    Scenario("kill -9 every service and the gateway",
-             partial(kill_and_restart, names=["catalog", "inventory", "orders", "payments", "notifications", "gateway"])),
-    Scenario("crash between commit and publish",
-             partial(crash_at, point="uow.after_commit", probability=0.05, names=["orders", "inventory", "payments"])),
-    Scenario("crash between Kafka ack and marking sent",
-             partial(crash_at, point="relay.after_send", probability=0.1, names=["orders", "inventory", "payments"]),
-             duplicates_expected=True),
-    Scenario("crash between effect and offset commit",
-             partial(crash_at, point="consumer.before_offset_commit", probability=0.1,
-                     names=["inventory", "payments", "orders"]),
-             duplicates_expected=True),
+    Scenario(
+        "kill -9 every service and the gateway",
+        partial(
+            kill_and_restart, names=["catalog", "inventory", "orders", "payments", "notifications", "gateway"]
+        ),
+    ),
+    Scenario(
+        "crash between commit and publish",
+        partial(
+            crash_at, point="uow.after_commit", probability=0.05, names=["orders", "inventory", "payments"]
+        ),
+    ),
+    Scenario(
+        "crash between Kafka ack and marking sent",
+        partial(
+            crash_at, point="relay.after_send", probability=0.1, names=["orders", "inventory", "payments"]
+        ),
+        duplicates_expected=True,
+    ),
+    Scenario(
+        "crash between effect and offset commit",
+        partial(
+            crash_at,
+            point="consumer.before_offset_commit",
+            probability=0.1,
+            names=["inventory", "payments", "orders"],
+        ),
+        duplicates_expected=True,
+    ),
     Scenario("kill -9 the Kafka broker", kill_broker),
     Scenario("PostgreSQL immediate shutdown", postgres_immediate),
-    Scenario("SIGSTOP services 1-10 s", partial(pause, names=["inventory", "payments", "orders"], low=1, high=10)),
+    Scenario(
+        "SIGSTOP services 1-10 s", partial(pause, names=["inventory", "payments", "orders"], low=1, high=10)
+    ),
     Scenario("Kafka: 200 ms latency", partial(proxy_fault, which="kafka", kind="latency")),
     Scenario("Kafka: connection resets", partial(proxy_fault, which="kafka", kind="reset")),
     Scenario("Kafka: blackhole 4 s", partial(proxy_fault, which="kafka", kind="blackhole")),
     Scenario("PostgreSQL: 200 ms latency", partial(proxy_fault, which="postgres", kind="latency")),
     Scenario("PostgreSQL: connection resets", partial(proxy_fault, which="postgres", kind="reset")),
     Scenario("PostgreSQL: blackhole 4 s", partial(proxy_fault, which="postgres", kind="blackhole")),
-    Scenario("duplicate delivery (groups rewound)",
-             partial(rewind, groups={"inventory": [topics.ORDERS, topics.CATALOG],
-                                     "payments": [topics.ORDERS, topics.INVENTORY],
-                                     "orders": [topics.INVENTORY, topics.PAYMENTS]}),
-             duplicates_expected=True),
+    Scenario(
+        "duplicate delivery (groups rewound)",
+        partial(
+            rewind,
+            groups={
+                "inventory": [topics.ORDERS, topics.CATALOG],
+                "payments": [topics.ORDERS, topics.INVENTORY],
+                "orders": [topics.INVENTORY, topics.PAYMENTS],
+            },
+        ),
+        duplicates_expected=True,
+    ),
     Scenario("poison messages", partial(plant_poison, topics=[topics.ORDERS, topics.INVENTORY]), poison=True),
 ]
 
 SHORT = [
     Scenario("kill -9 inventory and orders", partial(kill_and_restart, names=["inventory", "orders"])),
-    Scenario("crash between commit and publish",
-             partial(crash_at, point="uow.after_commit", probability=0.05, names=["orders", "inventory"],
-                     crashes=2, window=5.0)),
+    Scenario(
+        "crash between commit and publish",
+        partial(
+            crash_at,
+            point="uow.after_commit",
+            probability=0.05,
+            names=["orders", "inventory"],
+            crashes=2,
+            window=5.0,
+        ),
+    ),
     Scenario("kill -9 the Kafka broker", kill_broker),
     Scenario("PostgreSQL immediate shutdown", postgres_immediate),
-    Scenario("duplicate delivery (groups rewound)",
-             partial(rewind, groups={"inventory": [topics.ORDERS], "payments": [topics.ORDERS, topics.INVENTORY]}),
-             duplicates_expected=True),
+    Scenario(
+        "duplicate delivery (groups rewound)",
+        partial(rewind, groups={"inventory": [topics.ORDERS], "payments": [topics.ORDERS, topics.INVENTORY]}),
+        duplicates_expected=True,
+    ),
     Scenario("poison messages", partial(plant_poison, topics=[topics.ORDERS]), poison=True),
 ]

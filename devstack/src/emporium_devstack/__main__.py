@@ -33,7 +33,9 @@ def _say(text: str = "") -> None:
 def _summary(stack: Stack, started_in: float, seed_time: float | None, products: int | None) -> str:
     lines = ["", "=" * 72, "Emporium is up", "=" * 72]
     if stack.include_gateway:
-        lines.append(f"gateway         {stack.gateway_url}   (API {stack.gateway_url}/api/v1, docs {stack.gateway_url}/docs)")
+        lines.append(
+            f"gateway         {stack.gateway_url}   (API {stack.gateway_url}/api/v1, docs {stack.gateway_url}/docs)"
+        )
     for name in SERVICES:
         lines.append(f"{name:<15} {stack.service_url(name)}")
     lines.append(f"kafka           {stack.kafka_bootstrap}")
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         except _Stop as stop:
             _say(f"\n{stop} during start-up; stopped.")
             return 0
-        except Exception as exc:  # noqa: BLE001 - report and exit non-zero
+        except Exception as exc:
             _say(f"\nstart-up failed: {exc}")
             return 1
         started_in = time.monotonic() - t0
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 seed_time = time.monotonic() - t
             except _Stop:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the stack itself is fine; keep it running
+            except Exception as exc:
                 _say(f"demo catalog seeding failed (stack keeps running): {exc}")
         _say(_summary(stack, started_in, seed_time, products))
         wake = threading.Event()
@@ -121,15 +123,18 @@ def run(args: argparse.Namespace) -> int:
         t = time.monotonic()
         try:
             stack.stop()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             _say(f"errors while stopping: {exc}")
         _say(f"stopped in {time.monotonic() - t:.1f}s")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emporium_devstack", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m emporium_devstack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="start everything and wait for Ctrl-C")
     p_run.add_argument("--no-demo", action="store_true", help="do not seed the demo catalog")

@@ -16,13 +16,20 @@ from typing import Any
 # (sku, name, description, price_cents, category, on_hand)
 DEMO_PRODUCTS: tuple[tuple[str, str, str, int, str, int], ...] = (
     ("BOOK-001", "The Pragmatic Programmer", "20th anniversary edition, hardcover.", 4299, "books", 40),
-    ("BOOK-002", "Designing Data-Intensive Applications", "Reliable, scalable, maintainable systems.", 5499, "books", 60),
+    (
+        "BOOK-002",
+        "Designing Data-Intensive Applications",
+        "Reliable, scalable, maintainable systems.",
+        5499,
+        "books",
+        60,
+    ),
     ("BOOK-003", "Domain-Driven Design", "Tackling complexity in the heart of software.", 6199, "books", 25),
     ("BOOK-004", "Release It!", "Design and deploy production-ready software.", 3999, "books", 35),
     ("ELEC-001", "Mechanical Keyboard", "87 keys, hot-swappable brown switches.", 12900, "electronics", 50),
     ("ELEC-002", "USB-C Hub", "7-in-1: HDMI, 3x USB-A, SD, microSD, 100 W PD.", 3900, "electronics", 100),
     ("ELEC-003", "Noise-Cancelling Headphones", "Over-ear, 30 h battery.", 24900, "electronics", 30),
-    ("ELEC-004", "27\" 4K Monitor", "IPS panel, USB-C with 65 W charging.", 39900, "electronics", 25),
+    ("ELEC-004", '27" 4K Monitor', "IPS panel, USB-C with 65 W charging.", 39900, "electronics", 25),
     ("HOME-001", "Pour-Over Coffee Set", "Glass dripper, carafe and 100 filters.", 4500, "home", 80),
     ("HOME-002", "Cast Iron Skillet", "Pre-seasoned, 26 cm.", 3450, "home", 45),
     ("HOME-003", "Desk Lamp", "Dimmable LED, adjustable arm.", 5900, "home", 70),
@@ -76,7 +83,9 @@ def _call(
 
 
 def login(gateway_url: str, email: str, password: str) -> str:
-    status, body = _call("POST", f"{gateway_url}/api/v1/auth/login", body={"email": email, "password": password})
+    status, body = _call(
+        "POST", f"{gateway_url}/api/v1/auth/login", body={"email": email, "password": password}
+    )
     if status != 200 or not isinstance(body, dict) or "access_token" not in body:
         raise DemoError(f"admin login as {email} failed: HTTP {status} {body!r}")
     return str(body["access_token"])
@@ -116,7 +125,9 @@ def seed_demo(gateway_url: str, admin_email: str, admin_password: str) -> list[d
         elif status == 409:
             found = _find_by_sku(gateway_url, sku, token)
             if found is None:
-                raise DemoError(f"product {sku} exists (409) but GET /api/v1/products?q={sku} does not list it")
+                raise DemoError(
+                    f"product {sku} exists (409) but GET /api/v1/products?q={sku} does not list it"
+                )
             product = found
         else:
             raise DemoError(f"creating product {sku} failed: HTTP {status} {body!r}")

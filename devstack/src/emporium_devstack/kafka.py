@@ -111,7 +111,11 @@ def ensure_kafka_libs(cache_dir: Path, *, version: str = KAFKA_VERSION) -> Path:
         staging = base / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
         cmd = [
-            mvn, "-B", "-q", "-f", str(pom),
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
             f"{DEPENDENCY_PLUGIN}:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={staging}",

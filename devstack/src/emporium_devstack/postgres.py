@@ -110,7 +110,9 @@ class PostgresCluster:
         log_path: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.log_path = Path(log_path).resolve() if log_path else self.data_dir.parent / f"{self.data_dir.name}.log"
+        self.log_path = (
+            Path(log_path).resolve() if log_path else self.data_dir.parent / f"{self.data_dir.name}.log"
+        )
         self._fixed_port = port is not None
         self.port: int | None = port
         self._bindir: Path | None = None
@@ -164,11 +166,15 @@ class PostgresCluster:
         result = self._run(
             [
                 str(self.bindir / "initdb"),
-                "-D", str(self.data_dir),
-                "-A", "trust",
-                "-U", PG_USER,
+                "-D",
+                str(self.data_dir),
+                "-A",
+                "trust",
+                "-U",
+                PG_USER,
                 "--no-sync",
-                "-E", "UTF8",
+                "-E",
+                "UTF8",
                 # Fixed locale so results do not depend on the caller's LANG.
                 "--locale=C.UTF-8",
             ]
@@ -194,17 +200,27 @@ class PostgresCluster:
                 self.port = free_port()
             log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
             opts = [
-                "-p", str(self.port),
-                "-k", self._socket_dir(),
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", "max_connections=200",
+                "-p",
+                str(self.port),
+                "-k",
+                self._socket_dir(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=200",
             ]
             if fast:
                 opts += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
             # pg_ctl passes -o through a shell, hence the quoting.
             result = self._pg_ctl(
-                "start", "-w", "-t", str(int(timeout)), "-l", str(self.log_path),
-                "-o", " ".join(shlex.quote(o) for o in opts),
+                "start",
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "-l",
+                str(self.log_path),
+                "-o",
+                " ".join(shlex.quote(o) for o in opts),
                 check=False,
             )
             if result.returncode == 0:
@@ -237,12 +253,20 @@ class PostgresCluster:
         """Run a psql script (stdin) as superuser over TCP; returns stdout, raises on error."""
         cmd = [
             str(self.bindir / "psql"),
-            "-X", "-q", "-A", "-t",
-            "-v", "ON_ERROR_STOP=1",
-            "-h", "127.0.0.1",
-            "-p", str(self._require_port()),
-            "-U", PG_USER,
-            "-d", db,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self._require_port()),
+            "-U",
+            PG_USER,
+            "-d",
+            db,
         ]
         for key, value in (variables or {}).items():
             cmd += ["-v", f"{key}={value}"]
@@ -302,7 +326,12 @@ SELECT format('ALTER DATABASE %I OWNER TO %I', :'dbname', :'owner') \\gexec
             cmd = ["runuser", "-u", PG_USER, "--", *cmd]
         # cwd "/" so the server user is never left in an unreadable directory (e.g. /root).
         return subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/"
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd="/",
         )
 
     def _pg_ctl(self, action: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

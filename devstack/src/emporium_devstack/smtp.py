@@ -92,7 +92,7 @@ class SmtpSink:
             self._clients.discard(task)
             try:
                 writer.close()
-            except Exception:  # noqa: BLE001 - socket already gone
+            except Exception:
                 pass
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -210,7 +210,9 @@ class SmtpSink:
     def _store(self, mail_from: str, rcpt_to: list[str], body: bytes) -> Path:
         self.received += 1
         name = f"{time.time_ns()}-{os.getpid()}-{next(_counter):06d}-{uuid.uuid4().hex[:8]}"
-        header = f"X-Sink-Mail-From: <{mail_from}>\r\nX-Sink-Rcpt-To: {', '.join(f'<{r}>' for r in rcpt_to)}\r\n"
+        header = (
+            f"X-Sink-Mail-From: <{mail_from}>\r\nX-Sink-Rcpt-To: {', '.join(f'<{r}>' for r in rcpt_to)}\r\n"
+        )
         tmp = self.maildir / f".{name}.tmp"
         final = self.maildir / f"{name}.eml"
         tmp.write_bytes(header.encode("utf-8") + body)

@@ -150,7 +150,9 @@ class ServiceProcess:
         )
         self._started_once = True
         atexit.register(self._atexit_kill)
-        self._reader = threading.Thread(target=self._pump, args=(self._proc,), name=f"log-{self.name}", daemon=True)
+        self._reader = threading.Thread(
+            target=self._pump, args=(self._proc,), name=f"log-{self.name}", daemon=True
+        )
         self._reader.start()
 
     def ready(self) -> bool:
@@ -168,7 +170,9 @@ class ServiceProcess:
             if self.ready():
                 return
             if time.monotonic() >= deadline:
-                raise RuntimeError(f"{self.name} not ready within {timeout:.0f}s; output tail:\n{self.tail()}")
+                raise RuntimeError(
+                    f"{self.name} not ready within {timeout:.0f}s; output tail:\n{self.tail()}"
+                )
             time.sleep(_POLL)
 
     def check_alive(self) -> None:
@@ -460,17 +464,17 @@ class Stack:
         if self.smtp is not None:
             try:
                 self.smtp.terminate(timeout=5)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(f"smtp: {exc}")
         if self.kafka is not None:
             try:
                 self.kafka.stop()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(f"kafka: {exc}")
         if self.postgres is not None:
             try:
                 self.postgres.stop(mode="fast")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(f"postgres: {exc}")
         with self._lock:
             self._started = False
@@ -480,7 +484,11 @@ class Stack:
     # phases
 
     def _check_ports_free(self) -> None:
-        busy = [f"{name}:{port}" for name, port in self.ports.items() if name in self.names and port_open("127.0.0.1", port)]
+        busy = [
+            f"{name}:{port}"
+            for name, port in self.ports.items()
+            if name in self.names and port_open("127.0.0.1", port)
+        ]
         if port_open("127.0.0.1", self.smtp_port):
             busy.append(f"smtp:{self.smtp_port}")
         if busy:
@@ -529,8 +537,15 @@ class Stack:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (devstack_src, env.get("PYTHONPATH", "")) if p)
         self.smtp = ServiceProcess(
             "smtp",
-            cmd=[self.python, "-m", "emporium_devstack.smtp", "--maildir", str(self.maildir),
-                 "--port", str(self.smtp_port)],
+            cmd=[
+                self.python,
+                "-m",
+                "emporium_devstack.smtp",
+                "--maildir",
+                str(self.maildir),
+                "--port",
+                str(self.smtp_port),
+            ],
             env=env,
             cwd=self.root,
             port=self.smtp_port,
@@ -566,8 +581,14 @@ class Stack:
                 log.write(f"==== {' '.join(cmd)}\n".encode())
                 log.flush()
                 result = subprocess.run(
-                    cmd, check=False, cwd=self.root, env=env, stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                    cmd,
+                    check=False,
+                    cwd=self.root,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
                 log.write(result.stdout)
                 text = result.stdout.decode("utf-8", "replace")
@@ -584,7 +605,9 @@ class Stack:
     def _wait_ready(self, timeout: float) -> None:
         if self.wait_for == "none":
             return
-        targets = [self.services[GATEWAY]] if self.wait_for == "gateway" else [self.services[n] for n in SERVICES]
+        targets = (
+            [self.services[GATEWAY]] if self.wait_for == "gateway" else [self.services[n] for n in SERVICES]
+        )
         deadline = time.monotonic() + timeout
         pending = list(targets)
         while True:

@@ -33,8 +33,12 @@ async def _seed_admin(settings: GatewaySettings) -> None:
             ),
         )
         user = await bus.handle(
-            SeedAdmin(user_id=uuid.uuid4(), email=settings.admin_email, password=settings.admin_password,
-                      name=settings.admin_name)
+            SeedAdmin(
+                user_id=uuid.uuid4(),
+                email=settings.admin_email,
+                password=settings.admin_password,
+                name=settings.admin_name,
+            )
         )
         print(f"admin {user.email} ready (id {user.id})")
     finally:
@@ -53,8 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "seed-admin":
         email_ok = is_valid_email(normalize_email(settings.admin_email))
         if not email_ok or len(settings.admin_password) < PASSWORD_MIN_LENGTH:
-            sys.exit("GATEWAY_ADMIN_EMAIL must be an e-mail address and GATEWAY_ADMIN_PASSWORD at least "
-                     f"{PASSWORD_MIN_LENGTH} characters")
+            sys.exit(
+                "GATEWAY_ADMIN_EMAIL must be an e-mail address and GATEWAY_ADMIN_PASSWORD at least "
+                f"{PASSWORD_MIN_LENGTH} characters"
+            )
         try:
             asyncio.run(_seed_admin(settings))
         except sa.exc.SQLAlchemyError as exc:

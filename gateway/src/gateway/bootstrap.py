@@ -57,7 +57,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.jwt_secret == DEV_JWT_SECRET:
-            log.warning("GATEWAY_JWT_SECRET is the development default; set a random secret outside development")
+            log.warning(
+                "GATEWAY_JWT_SECRET is the development default; set a random secret outside development"
+            )
         user_store = store or SqlUserStore.from_url(settings.database_url, pool_size=settings.db_pool_size)
         urls = settings.upstream_urls()
         clients = {
@@ -68,7 +70,9 @@ def create_app(
             )
             for name in urls
         }
-        tokens = JwtTokens(secret=settings.jwt_secret, ttl_seconds=settings.jwt_ttl_seconds, issuer=settings.jwt_issuer)
+        tokens = JwtTokens(
+            secret=settings.jwt_secret, ttl_seconds=settings.jwt_ttl_seconds, issuer=settings.jwt_issuer
+        )
         app.state.store = user_store
         app.state.tokens = tokens
         app.state.upstreams = upstreams = Upstreams(clients, urls)
@@ -112,7 +116,9 @@ def _install_auth_and_upstream_errors(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidToken)
     async def invalid_token(_: Request, exc: InvalidToken) -> JSONResponse:
-        challenge = f'Bearer error="invalid_token", error_description="{exc.reason.replace(chr(34), chr(39))}"'
+        challenge = (
+            f'Bearer error="invalid_token", error_description="{exc.reason.replace(chr(34), chr(39))}"'
+        )
         return problem(401, str(exc), title="InvalidToken", headers={"WWW-Authenticate": challenge})
 
     @app.exception_handler(InvalidCredentials)
@@ -124,13 +130,18 @@ def _install_auth_and_upstream_errors(app: FastAPI) -> None:
     async def database_unavailable(_: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
         log.warning("user database unavailable: %s", exc.orig or exc)
         return problem(
-            503, "the user database is unavailable; try again shortly", title="DatabaseUnavailable",
+            503,
+            "the user database is unavailable; try again shortly",
+            title="DatabaseUnavailable",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
 
     @app.exception_handler(UpstreamUnavailable)
     async def upstream_unavailable(_: Request, exc: UpstreamUnavailable) -> JSONResponse:
         return problem(
-            503, str(exc), title="UpstreamUnavailable", service=exc.service,
+            503,
+            str(exc),
+            title="UpstreamUnavailable",
+            service=exc.service,
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )

@@ -18,7 +18,9 @@ class GatewaySettings(ServiceSettings):
     port: int = 8000
     db_pool_size: int = 5
 
-    jwt_secret: str = Field(DEV_JWT_SECRET, description="HS256 signing key; MUST be changed outside development.")
+    jwt_secret: str = Field(
+        DEV_JWT_SECRET, description="HS256 signing key; MUST be changed outside development."
+    )
     jwt_ttl_seconds: int = Field(3600, gt=0)
     jwt_issuer: str = "emporium-gateway"
 

@@ -11,8 +11,12 @@ from emporium_events.topics import dlq, topic_for
 
 def _order_placed() -> OrderPlaced:
     return OrderPlaced(
-        order_id=uuid4(), customer_id=uuid4(), lines=(OrderLine(product_id=uuid4(), sku="A-1", quantity=2,
-        unit_price_cents=150),), total_cents=300, currency="USD", payment_token="tok_visa",
+        order_id=uuid4(),
+        customer_id=uuid4(),
+        lines=(OrderLine(product_id=uuid4(), sku="A-1", quantity=2, unit_price_cents=150),),
+        total_cents=300,
+        currency="USD",
+        payment_token="tok_visa",
         placed_at=datetime.now(UTC),
     )
 
@@ -34,18 +38,24 @@ def test_an_envelope_round_trips_through_bytes_and_parses_back_into_its_contract
 
 
 def test_consumers_ignore_fields_they_do_not_know():
-    envelope = Envelope.wrap(PaymentFailed(order_id=uuid4(), reason="PAYMENT_DECLINED"), producer="p", aggregate_id="x")
+    envelope = Envelope.wrap(
+        PaymentFailed(order_id=uuid4(), reason="PAYMENT_DECLINED"), producer="p", aggregate_id="x"
+    )
     grown = envelope.model_copy(update={"payload": {**envelope.payload, "added_later": 1}})
     assert grown.event() == envelope.event()
 
 
 def test_an_unknown_event_type_or_version_parses_to_none_rather_than_failing():
-    envelope = Envelope(event_type="orders.OrderPlaced", version=99, producer="o", aggregate_id="x", payload={})
+    envelope = Envelope(
+        event_type="orders.OrderPlaced", version=99, producer="o", aggregate_id="x", payload={}
+    )
     assert envelope.event() is None
 
 
 def test_a_known_event_with_an_invalid_payload_is_a_validation_error():
-    envelope = Envelope(event_type="payments.PaymentFailed", version=1, producer="p", aggregate_id="x", payload={})
+    envelope = Envelope(
+        event_type="payments.PaymentFailed", version=1, producer="p", aggregate_id="x", payload={}
+    )
     with pytest.raises(ValidationError):
         envelope.event()
 

@@ -18,14 +18,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from emporium_events import topics
 from emporium_events.contracts import PaymentFailed
 from emporium_events.envelope import Envelope
-from emporium_events.kafka import EventConsumer, PermanentError, make_producer
+from emporium_events.kafka import EventConsumer, make_producer
 from emporium_events.metrics import MessagingMetrics
 from emporium_events.outbox import OutboxRelay, UnitOfWork, backlog, dead_letters, messaging_metadata, outbox
 from emporium_kit.db import make_session_factory
 from emporium_kit.runtime import ensure_topics
 
 effects = sa.Table(
-    "effects", sa.MetaData(), sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    "effects",
+    sa.MetaData(),
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("order_id", sa.Uuid, nullable=False),
 )
 
@@ -40,18 +42,30 @@ class Harness:
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.sessions, producer_name="test", on_commit=lambda published: self.relay.notify())
+        return UnitOfWork(
+            self.sessions, producer_name="test", on_commit=lambda published: self.relay.notify()
+        )
 
     async def effect_count(self, order_id: UUID) -> int:
         async with self.sessions() as s:
-            return (await s.execute(sa.select(sa.func.count()).where(effects.c.order_id == order_id))).scalar_one()
+            return (
+                await s.execute(sa.select(sa.func.count()).where(effects.c.order_id == order_id))
+            ).scalar_one()
 
     @asynccontextmanager
-    async def consumer(self, handler, *, group: str | None = None, max_attempts: int = 3) -> AsyncIterator[EventConsumer]:
+    async def consumer(
+        self, handler, *, group: str | None = None, max_attempts: int = 3
+    ) -> AsyncIterator[EventConsumer]:
         consumer = EventConsumer(
-            name=group or f"test-{uuid4().hex[:8]}", bootstrap=self.bootstrap, topics=[topics.PAYMENTS],
-            handlers={PaymentFailed.event_type: handler}, uow_factory=self.uow, producer=self.producer,
-            metrics=self.metrics, max_attempts=max_attempts, base_backoff=0.01,
+            name=group or f"test-{uuid4().hex[:8]}",
+            bootstrap=self.bootstrap,
+            topics=[topics.PAYMENTS],
+            handlers={PaymentFailed.event_type: handler},
+            uow_factory=self.uow,
+            producer=self.producer,
+            metrics=self.metrics,
+            max_attempts=max_attempts,
+            base_backoff=0.01,
         )
         await consumer.start()
         task = asyncio.create_task(consumer.run())
@@ -101,7 +115,9 @@ async def harness(databases, kafka_bootstrap) -> AsyncIterator[Harness]:
 
 async def _publish(h: Harness, order_id: UUID, *, commit: bool = True) -> Envelope:
     async with h.uow() as uow:
-        envelope = await uow.publish(PaymentFailed(order_id=order_id, reason="PAYMENT_DECLINED"), aggregate_id=order_id)
+        envelope = await uow.publish(
+            PaymentFailed(order_id=order_id, reason="PAYMENT_DECLINED"), aggregate_id=order_id
+        )
         if commit:
             await uow.commit()
     return envelope
@@ -116,8 +132,11 @@ async def test_an_event_committed_to_the_outbox_is_relayed_and_handled_once_in_t
             await _publish(harness, order_id)
         assert await eventually(lambda: harness.effect_count(order_id))
     assert await harness.effect_count(order_id) == 1
-    consumer_spans = [s for s in spans.get_finished_spans() if s.name == "payments.events process"
-                      and s.context.trace_id == root.get_span_context().trace_id]
+    consumer_spans = [
+        s
+        for s in spans.get_finished_spans()
+        if s.name == "payments.events process" and s.context.trace_id == root.get_span_context().trace_id
+    ]
     assert consumer_spans, "the consumer's span continues the publisher's trace"
     assert consumer_spans[0].attributes["messaging.system"] == "kafka"
     async with harness.sessions() as s:
@@ -134,25 +153,38 @@ async def test_a_rolled_back_transaction_leaves_nothing_to_publish(harness):
 
 async def test_a_row_written_without_waking_the_relay_is_published_by_the_sweep(harness):
     order_id = uuid4()
-    envelope = Envelope.wrap(PaymentFailed(order_id=order_id, reason="X"), producer="other", aggregate_id=str(order_id))
+    envelope = Envelope.wrap(
+        PaymentFailed(order_id=order_id, reason="X"), producer="other", aggregate_id=str(order_id)
+    )
     async with harness.sessions() as s, s.begin():
-        await s.execute(sa.insert(outbox).values(
-            event_id=envelope.event_id, topic=topics.PAYMENTS, key=str(order_id), event_type=envelope.event_type,
-            envelope=envelope.model_dump(mode="json"),
-        ))
+        await s.execute(
+            sa.insert(outbox).values(
+                event_id=envelope.event_id,
+                topic=topics.PAYMENTS,
+                key=str(order_id),
+                event_type=envelope.event_type,
+                envelope=envelope.model_dump(mode="json"),
+            )
+        )
 
     async def sent() -> bool:
         async with harness.sessions() as s:
-            return (await s.execute(sa.select(outbox.c.sent_at).where(outbox.c.event_id == envelope.event_id))).scalar()
+            return (
+                await s.execute(sa.select(outbox.c.sent_at).where(outbox.c.event_id == envelope.event_id))
+            ).scalar()
 
     assert await eventually(sent, timeout=10)
 
 
 async def test_a_redelivered_event_is_acknowledged_and_changes_nothing(harness):
     order_id = uuid4()
-    envelope = Envelope.wrap(PaymentFailed(order_id=order_id, reason="X"), producer="p", aggregate_id=str(order_id))
+    envelope = Envelope.wrap(
+        PaymentFailed(order_id=order_id, reason="X"), producer="p", aggregate_id=str(order_id)
+    )
     for _ in range(3):
-        await harness.producer.send_and_wait(topics.PAYMENTS, key=str(order_id).encode(), value=envelope.to_bytes())
+        await harness.producer.send_and_wait(
+            topics.PAYMENTS, key=str(order_id).encode(), value=envelope.to_bytes()
+        )
     duplicates = harness.metrics.consumed.labels(topics.PAYMENTS, "duplicate")
     before = duplicates._value.get()
     async with harness.consumer(record_effect):
@@ -186,8 +218,11 @@ async def test_a_handler_that_fails_once_is_retried_and_its_effect_lands_once(ha
 
 async def _dead_letters(bootstrap: str, order_id: UUID) -> list:
     consumer = AIOKafkaConsumer(
-        topics.dlq(topics.PAYMENTS), bootstrap_servers=bootstrap, group_id=f"dlq-{uuid4().hex[:6]}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        topics.dlq(topics.PAYMENTS),
+        bootstrap_servers=bootstrap,
+        group_id=f"dlq-{uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     found = []
@@ -216,11 +251,15 @@ async def test_a_poison_message_goes_to_the_dead_letter_topic_with_the_error_off
     assert headers["dlq.attempts"] == b"1"
     assert letters[0].value == b"{not json"
     async with harness.sessions() as s:
-        stored = (await s.execute(sa.select(dead_letters).where(dead_letters.c.key == str(order_id).encode()))).all()
+        stored = (
+            await s.execute(sa.select(dead_letters).where(dead_letters.c.key == str(order_id).encode()))
+        ).all()
     assert [(r.error_type, r.value) for r in stored] == [("UndecodableMessage", b"{not json")]
 
 
-async def test_a_handler_that_always_fails_is_dead_lettered_after_its_attempts_and_the_partition_moves_on(harness):
+async def test_a_handler_that_always_fails_is_dead_lettered_after_its_attempts_and_the_partition_moves_on(
+    harness,
+):
     poisoned, healthy = uuid4(), uuid4()
 
     async def refuse_one(event, envelope, uow):
@@ -242,7 +281,9 @@ async def _published_backlog(harness: Harness, order_ids: list[UUID]) -> None:
     """Put events in Kafka before any consumer runs, so the first poll returns them together."""
     async with harness.uow() as uow:
         for order_id in order_ids:
-            await uow.publish(PaymentFailed(order_id=order_id, reason="PAYMENT_DECLINED"), aggregate_id=order_id)
+            await uow.publish(
+                PaymentFailed(order_id=order_id, reason="PAYMENT_DECLINED"), aggregate_id=order_id
+            )
         await uow.commit()
     assert await eventually(lambda: _backlog_empty(harness))
 
@@ -257,7 +298,9 @@ async def test_a_backlog_is_handled_in_shared_transactions_and_each_effect_lands
 
     async def record_with_txid(event, envelope, uow):
         if event.order_id in ours:
-            transactions[event.order_id] = (await uow.session.execute(sa.text("SELECT txid_current()"))).scalar_one()
+            transactions[event.order_id] = (
+                await uow.session.execute(sa.text("SELECT txid_current()"))
+            ).scalar_one()
         await record_effect(event, envelope, uow)
 
     await _published_backlog(harness, ours)
@@ -291,7 +334,10 @@ async def test_one_failing_event_in_a_shared_transaction_keeps_its_neighbours_ef
 async def test_an_event_type_without_a_handler_is_skipped_by_its_header_without_parsing(harness):
     skipped, healthy = uuid4(), uuid4()
     await harness.producer.send_and_wait(
-        topics.PAYMENTS, key=str(skipped).encode(), value=b"not parsed", headers=[("event_type", b"payments.Other")]
+        topics.PAYMENTS,
+        key=str(skipped).encode(),
+        value=b"not parsed",
+        headers=[("event_type", b"payments.Other")],
     )
     async with harness.consumer(record_effect):
         await _publish(harness, healthy)

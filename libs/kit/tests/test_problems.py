@@ -63,7 +63,9 @@ async def test_an_invalid_body_is_a_422_problem_that_names_the_field(client):
 
 
 async def test_unparseable_json_is_a_422_problem(client):
-    is_problem(await client.post("/widgets", content=b"{nope", headers={"content-type": "application/json"}), 422)
+    is_problem(
+        await client.post("/widgets", content=b"{nope", headers={"content-type": "application/json"}), 422
+    )
 
 
 async def test_a_named_domain_error_maps_to_its_status_with_its_message(client):

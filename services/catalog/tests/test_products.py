@@ -33,8 +33,15 @@ class FakeUoW(FakeUnitOfWork):
 
 
 def create(sku="MUG-1", price=1250):
-    return CreateProduct(product_id=uuid4(), sku=sku, name="Mug", description="", price_cents=price,
-                         currency="USD", category="kitchen")
+    return CreateProduct(
+        product_id=uuid4(),
+        sku=sku,
+        name="Mug",
+        description="",
+        price_cents=price,
+        currency="USD",
+        category="kitchen",
+    )
 
 
 async def test_a_new_product_is_stored_and_announced_with_its_price():
@@ -57,16 +64,27 @@ async def test_updating_a_product_changes_it_and_announces_the_new_price():
     uow = FakeUoW()
     product = await handlers.create_product(create(), uow)
     await handlers.update_product(
-        UpdateProduct(product_id=product.id, name="Big mug", description="d", price_cents=1500, currency="USD",
-                      category=None), uow
+        UpdateProduct(
+            product_id=product.id,
+            name="Big mug",
+            description="d",
+            price_cents=1500,
+            currency="USD",
+            category=None,
+        ),
+        uow,
     )
     assert uow.products.rows[product.id].name == "Big mug"
-    assert uow.published_types() == ["ProductCreated", "ProductUpdated"] and uow.published[1].price_cents == 1500
+    assert (
+        uow.published_types() == ["ProductCreated", "ProductUpdated"] and uow.published[1].price_cents == 1500
+    )
 
 
 async def test_updating_a_missing_product_is_not_found():
     with pytest.raises(ProductNotFound):
         await handlers.update_product(
-            UpdateProduct(product_id=uuid4(), name="x", description="", price_cents=1, currency="USD", category=None),
+            UpdateProduct(
+                product_id=uuid4(), name="x", description="", price_cents=1, currency="USD", category=None
+            ),
             FakeUoW(),
         )

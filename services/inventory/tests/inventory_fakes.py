@@ -34,8 +34,11 @@ class FakeReservations:
         self.rows[reservation.order_id] = deepcopy(reservation)
 
     async def expired_ids(self, *, now, limit: int) -> list[UUID]:
-        return [r.order_id for r in self.rows.values()
-                if r.status is ReservationStatus.RESERVED and r.expires_at and r.expires_at <= now][:limit]
+        return [
+            r.order_id
+            for r in self.rows.values()
+            if r.status is ReservationStatus.RESERVED and r.expires_at and r.expires_at <= now
+        ][:limit]
 
 
 class FakeInventoryUoW(FakeUnitOfWork):

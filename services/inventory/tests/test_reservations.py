@@ -2,28 +2,37 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
+from inventory_fakes import FakeInventoryUoW
 
 from emporium_events.contracts import OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced, StockLine
 from emporium_events.envelope import Envelope
 from inventory.domain.model import InsufficientStock, StockBelowReserved, StockItem, merge_lines
 from inventory.service_layer import handlers
 
-from inventory_fakes import FakeInventoryUoW
-
 A, B = uuid4(), uuid4()
 
 
 def placed(order_id, *lines):
     return OrderPlaced(
-        order_id=order_id, customer_id=uuid4(), total_cents=0, currency="USD", payment_token="tok_visa",
+        order_id=order_id,
+        customer_id=uuid4(),
+        total_cents=0,
+        currency="USD",
+        payment_token="tok_visa",
         placed_at=datetime.now(UTC),
         lines=tuple(OrderLine(product_id=p, sku="s", quantity=q, unit_price_cents=0) for p, q in lines),
     )
 
 
 def finished(cls, order_id, *lines, **extra):
-    return cls(order_id=order_id, customer_id=uuid4(), total_cents=0, currency="USD",
-               lines=tuple(StockLine(product_id=p, quantity=q) for p, q in lines), **extra)
+    return cls(
+        order_id=order_id,
+        customer_id=uuid4(),
+        total_cents=0,
+        currency="USD",
+        lines=tuple(StockLine(product_id=p, quantity=q) for p, q in lines),
+        **extra,
+    )
 
 
 ENV = Envelope(event_type="x", version=1, producer="t", aggregate_id="a", payload={})
@@ -80,7 +89,9 @@ async def test_cancellation_releases_the_reservation_once_and_reports_it():
     uow, order = FakeInventoryUoW({A: 5}), uuid4()
     await handlers.reserve_stock(placed(order, (A, 2)), ENV, uow)
     for _ in range(2):
-        await handlers.release_reservation(finished(OrderCancelled, order, (A, 2), reason="PAYMENT_DECLINED"), ENV, uow)
+        await handlers.release_reservation(
+            finished(OrderCancelled, order, (A, 2), reason="PAYMENT_DECLINED"), ENV, uow
+        )
     assert level(uow, A) == (5, 0)
     assert uow.published_types() == ["StockReserved", "StockReleased"]
 
@@ -88,7 +99,9 @@ async def test_cancellation_releases_the_reservation_once_and_reports_it():
 async def test_cancelling_an_order_whose_reservation_failed_releases_nothing():
     uow, order = FakeInventoryUoW({A: 1}), uuid4()
     await handlers.reserve_stock(placed(order, (A, 2)), ENV, uow)
-    await handlers.release_reservation(finished(OrderCancelled, order, (A, 2), reason="OUT_OF_STOCK"), ENV, uow)
+    await handlers.release_reservation(
+        finished(OrderCancelled, order, (A, 2), reason="OUT_OF_STOCK"), ENV, uow
+    )
     assert level(uow, A) == (1, 0)
     assert uow.published_types() == ["StockReservationFailed"]
 
@@ -97,7 +110,9 @@ async def test_cancelling_a_confirmed_order_puts_its_stock_back():
     uow, order = FakeInventoryUoW({A: 5}), uuid4()
     await handlers.reserve_stock(placed(order, (A, 2)), ENV, uow)
     await handlers.commit_reservation(finished(OrderConfirmed, order, (A, 2)), ENV, uow)
-    await handlers.release_reservation(finished(OrderCancelled, order, (A, 2), reason="CUSTOMER_REQUEST"), ENV, uow)
+    await handlers.release_reservation(
+        finished(OrderCancelled, order, (A, 2), reason="CUSTOMER_REQUEST"), ENV, uow
+    )
     assert level(uow, A) == (5, 0)
 
 

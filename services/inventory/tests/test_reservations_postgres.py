@@ -31,7 +31,11 @@ async def sessions(databases):
 
 def placed(*lines):
     return OrderPlaced(
-        order_id=uuid4(), customer_id=uuid4(), total_cents=0, currency="USD", payment_token="tok_visa",
+        order_id=uuid4(),
+        customer_id=uuid4(),
+        total_cents=0,
+        currency="USD",
+        payment_token="tok_visa",
         placed_at=datetime.now(UTC),
         lines=tuple(OrderLine(product_id=p, sku="s", quantity=q, unit_price_cents=0) for p, q in lines),
     )
@@ -50,7 +54,11 @@ async def test_twenty_concurrent_orders_for_five_units_reserve_exactly_five(sess
     await asyncio.gather(*(reserve(sessions, placed((product, 1))) for _ in range(20)))
     async with sessions() as s:
         on_hand, reserved = (await s.execute(sa.text("SELECT on_hand, reserved FROM stock"))).one()
-        kinds = dict((await s.execute(sa.select(outbox.c.event_type, sa.func.count()).group_by(outbox.c.event_type))).all())
+        kinds = dict(
+            (
+                await s.execute(sa.select(outbox.c.event_type, sa.func.count()).group_by(outbox.c.event_type))
+            ).all()
+        )
     assert (on_hand, reserved) == (5, 5)
     assert kinds == {"inventory.StockReserved": 5, "inventory.StockReservationFailed": 15}
 

@@ -29,8 +29,14 @@ class FakeUoW(FakeUnitOfWork):
 
 async def test_a_confirmed_order_gives_the_customer_one_order_confirmed_notification():
     uow, order, customer = FakeUoW(), uuid4(), uuid4()
-    event = OrderConfirmed(order_id=order, customer_id=customer, customer_email="c@x.io", lines=(),
-                           total_cents=123456, currency="USD")
+    event = OrderConfirmed(
+        order_id=order,
+        customer_id=customer,
+        customer_email="c@x.io",
+        lines=(),
+        total_cents=123456,
+        currency="USD",
+    )
     await handlers.notify_confirmed(event, ENV, uow)
     await handlers.notify_confirmed(event, ENV, uow)
     [note] = uow.notifications.rows.values()
@@ -41,8 +47,16 @@ async def test_a_confirmed_order_gives_the_customer_one_order_confirmed_notifica
 async def test_a_cancelled_order_says_why_in_words():
     uow = FakeUoW()
     await handlers.notify_cancelled(
-        OrderCancelled(order_id=uuid4(), customer_id=uuid4(), lines=(), reason="PAYMENT_DECLINED", total_cents=1,
-                       currency="USD"), ENV, uow
+        OrderCancelled(
+            order_id=uuid4(),
+            customer_id=uuid4(),
+            lines=(),
+            reason="PAYMENT_DECLINED",
+            total_cents=1,
+            currency="USD",
+        ),
+        ENV,
+        uow,
     )
     [note] = uow.notifications.rows.values()
     assert note.type == "order_cancelled" and "payment was declined" in note.body

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from orders_fakes import FakeOrdersUoW, FakePriceList
 
 from emporium_events.contracts import PaymentCaptured, StockReserved
 from emporium_events.envelope import Envelope
@@ -10,7 +11,6 @@ from orders.adapters.catalog import PricedProduct
 from orders.domain.commands import CancelOrder, IdempotencyKey, PlaceOrder, RequestedLine
 from orders.domain.model import IdempotencyKeyReused, OrderAlreadyCancelled, OrderNotFound, OrderStatus
 from orders.service_layer import handlers
-from orders_fakes import FakeOrdersUoW, FakePriceList
 
 ENV = Envelope(event_type="x", version=1, producer="t", aggregate_id="a", payload={})
 MUG = PricedProduct(product_id=uuid4(), sku="MUG", name="Mug", price_cents=1000, currency="USD")
@@ -23,7 +23,10 @@ def render(order):
 
 def command(customer=None, key=None, quantity=1):
     return PlaceOrder(
-        order_id=uuid4(), customer_id=customer or uuid4(), customer_email=None, payment_token="tok_visa",
+        order_id=uuid4(),
+        customer_id=customer or uuid4(),
+        customer_email=None,
+        payment_token="tok_visa",
         lines=(RequestedLine(product_id=MUG.product_id, quantity=quantity),),
         idempotency=IdempotencyKey(key=key, request_hash=f"q{quantity}") if key else None,
     )
@@ -69,8 +72,9 @@ async def test_the_owner_cancels_an_order_in_flight_as_customer_request():
     cmd = command()
     await place(uow, cmd)
     await handlers.on_stock_reserved(StockReserved(order_id=cmd.order_id, lines=()), ENV, uow)
-    answer = await handlers.cancel_order(CancelOrder(order_id=cmd.order_id, requested_by=cmd.customer_id), uow,
-                                         render=render)
+    answer = await handlers.cancel_order(
+        CancelOrder(order_id=cmd.order_id, requested_by=cmd.customer_id), uow, render=render
+    )
     assert answer.body["status"] == "CANCELLED"
     assert uow.orders.rows[cmd.order_id].cancel_reason == "CUSTOMER_REQUEST"
     assert uow.published[-1].reason == "CUSTOMER_REQUEST"
@@ -81,7 +85,9 @@ async def test_a_confirmed_order_can_be_cancelled_which_asks_for_a_refund_and_re
     cmd = command()
     await place(uow, cmd)
     await handlers.on_payment_captured(captured(cmd.order_id), ENV, uow)
-    await handlers.cancel_order(CancelOrder(order_id=cmd.order_id, requested_by=cmd.customer_id), uow, render=render)
+    await handlers.cancel_order(
+        CancelOrder(order_id=cmd.order_id, requested_by=cmd.customer_id), uow, render=render
+    )
     order = uow.orders.rows[cmd.order_id]
     assert [h.status for h in order.history] == ["PENDING", "CONFIRMED", "CANCELLED"]
     assert uow.published_types() == ["OrderPlaced", "OrderConfirmed", "OrderCancelled"]
@@ -103,9 +109,12 @@ async def test_another_customer_cannot_cancel_an_order_but_an_admin_can():
     cmd = command()
     await place(uow, cmd)
     with pytest.raises(OrderNotFound):
-        await handlers.cancel_order(CancelOrder(order_id=cmd.order_id, requested_by=uuid4()), uow, render=render)
-    await handlers.cancel_order(CancelOrder(order_id=cmd.order_id, requested_by=uuid4(), by_admin=True), uow,
-                                render=render)
+        await handlers.cancel_order(
+            CancelOrder(order_id=cmd.order_id, requested_by=uuid4()), uow, render=render
+        )
+    await handlers.cancel_order(
+        CancelOrder(order_id=cmd.order_id, requested_by=uuid4(), by_admin=True), uow, render=render
+    )
     assert uow.orders.rows[cmd.order_id].status is OrderStatus.CANCELLED
 
 
@@ -137,7 +146,14 @@ def test_the_deadline_is_set_from_the_saga_timeout():
     from orders.domain.model import Order
 
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    order = Order.place(order_id=uuid4(), customer_id=uuid4(), customer_email=None, lines=[], currency="USD", at=at,
-                        saga_timeout=timedelta(seconds=30))
+    order = Order.place(
+        order_id=uuid4(),
+        customer_id=uuid4(),
+        customer_email=None,
+        lines=[],
+        currency="USD",
+        at=at,
+        saga_timeout=timedelta(seconds=30),
+    )
     assert order.deadline_at == at + timedelta(seconds=30)
     assert not order.overdue(at + timedelta(seconds=29)) and order.overdue(at + timedelta(seconds=30))

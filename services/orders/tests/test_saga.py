@@ -2,6 +2,7 @@ from datetime import timedelta
 from uuid import uuid4
 
 import pytest
+from orders_fakes import FakeOrdersUoW, FakePriceList
 
 from emporium_events.contracts import (
     PaymentCaptured,
@@ -17,8 +18,6 @@ from orders.domain.commands import PlaceOrder, RequestedLine
 from orders.domain.model import MixedCurrencies, OrderStatus, UnknownProduct
 from orders.service_layer import handlers
 
-from orders_fakes import FakeOrdersUoW, FakePriceList
-
 ENV = Envelope(event_type="x", version=1, producer="t", aggregate_id="a", payload={})
 MUG = PricedProduct(product_id=uuid4(), sku="MUG", name="Mug", price_cents=1250, currency="USD")
 TEA = PricedProduct(product_id=uuid4(), sku="TEA", name="Tea", price_cents=499, currency="USD")
@@ -28,7 +27,10 @@ CATALOG = FakePriceList(MUG, TEA, EURO)
 
 def command(*lines, token="tok_visa"):
     return PlaceOrder(
-        order_id=uuid4(), customer_id=uuid4(), customer_email="c@example.com", payment_token=token,
+        order_id=uuid4(),
+        customer_id=uuid4(),
+        customer_email="c@example.com",
+        payment_token=token,
         lines=tuple(RequestedLine(product_id=p.product_id, quantity=q) for p, q in lines),
     )
 
@@ -37,7 +39,9 @@ TIMEOUT = timedelta(seconds=30)
 
 
 async def place(cmd, uow, catalog=CATALOG):
-    answer = await handlers.place_order(cmd, uow, catalog, saga_timeout=TIMEOUT, render=lambda o: {"id": str(o.id)})
+    answer = await handlers.place_order(
+        cmd, uow, catalog, saga_timeout=TIMEOUT, render=lambda o: {"id": str(o.id)}
+    )
     return uow.orders.rows.get(cmd.order_id), answer
 
 
@@ -104,7 +108,10 @@ async def test_a_failed_reservation_cancels_the_order_as_out_of_stock():
     assert (stored.status, stored.cancel_reason) == (OrderStatus.CANCELLED, "OUT_OF_STOCK")
     cancelled = uow.published[-1]
     assert type(cancelled).__name__ == "OrderCancelled" and cancelled.reason == "OUT_OF_STOCK"
-    assert {(line.product_id, line.quantity) for line in cancelled.lines} == {(MUG.product_id, 2), (TEA.product_id, 1)}
+    assert {(line.product_id, line.quantity) for line in cancelled.lines} == {
+        (MUG.product_id, 2),
+        (TEA.product_id, 1),
+    }
 
 
 async def test_a_declined_payment_cancels_the_order_and_asks_for_compensation():
@@ -112,8 +119,9 @@ async def test_a_declined_payment_cancels_the_order_and_asks_for_compensation():
     order = await placed_order(uow)
     await handlers.on_stock_reserved(StockReserved(order_id=order.id, lines=()), ENV, uow)
     await handlers.on_payment_failed(PaymentFailed(order_id=order.id, reason="PAYMENT_DECLINED"), ENV, uow)
-    await handlers.on_compensated(StockReleased(order_id=order.id, lines=(StockLine(product_id=MUG.product_id,
-                                                                                    quantity=2),)), ENV, uow)
+    await handlers.on_compensated(
+        StockReleased(order_id=order.id, lines=(StockLine(product_id=MUG.product_id, quantity=2),)), ENV, uow
+    )
     stored = uow.orders.rows[order.id]
     assert (stored.status, stored.cancel_reason) == (OrderStatus.CANCELLED, "PAYMENT_DECLINED")
     assert [h.status for h in stored.history] == ["PENDING", "STOCK_RESERVED", "CANCELLED", "STOCK_RELEASED"]

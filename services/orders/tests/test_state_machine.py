@@ -25,7 +25,11 @@ class OrderSaga(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.order = Order.place(
-            order_id=uuid4(), customer_id=uuid4(), customer_email=None, currency="USD", at=START,
+            order_id=uuid4(),
+            customer_id=uuid4(),
+            customer_email=None,
+            currency="USD",
+            at=START,
             lines=[Line(product_id=uuid4(), sku="S", name="N", quantity=2, unit_price_cents=500)],
             saga_timeout=TIMEOUT,
         )

@@ -41,8 +41,14 @@ class RecordingProvider:
         self.calls += 1
         decline = DECLINES.get(token) if token != "tok_visa" else None
         return self.operations.setdefault(
-            idempotency_key, ProviderResult(approved=decline is None, operation_id=f"ch_{amount_cents}", decline_code=decline,
-                                           amount_cents=amount_cents, currency=currency)
+            idempotency_key,
+            ProviderResult(
+                approved=decline is None,
+                operation_id=f"ch_{amount_cents}",
+                decline_code=decline,
+                amount_cents=amount_cents,
+                currency=currency,
+            ),
         )
 
     async def refund(self, *, idempotency_key, charge_id, amount_cents, currency):
@@ -54,13 +60,20 @@ class RecordingProvider:
 
 def placed(order_id, token="tok_visa"):
     return OrderPlaced(
-        order_id=order_id, customer_id=uuid4(), total_cents=2500, currency="USD", payment_token=token,
-        placed_at=datetime.now(UTC), lines=(OrderLine(product_id=uuid4(), sku="s", quantity=1, unit_price_cents=2500),),
+        order_id=order_id,
+        customer_id=uuid4(),
+        total_cents=2500,
+        currency="USD",
+        payment_token=token,
+        placed_at=datetime.now(UTC),
+        lines=(OrderLine(product_id=uuid4(), sku="s", quantity=1, unit_price_cents=2500),),
     )
 
 
 def cancelled(order_id):
-    return OrderCancelled(order_id=order_id, customer_id=uuid4(), lines=(), reason="X", total_cents=2500, currency="USD")
+    return OrderCancelled(
+        order_id=order_id, customer_id=uuid4(), lines=(), reason="X", total_cents=2500, currency="USD"
+    )
 
 
 async def test_a_reserved_order_with_a_good_card_is_captured_once():
@@ -127,7 +140,9 @@ async def test_the_provider_key_is_the_order_and_the_customers_key_is_kept_with_
 async def test_a_charge_whose_record_was_lost_is_found_and_refunded_when_the_order_is_cancelled():
     uow, provider, order = FakeUoW(), RecordingProvider(), uuid4()
     # the provider charged under the order's key, but our transaction never committed
-    await provider.charge(idempotency_key=f"charge:{order}", token="tok_visa", amount_cents=2500, currency="USD")
+    await provider.charge(
+        idempotency_key=f"charge:{order}", token="tok_visa", amount_cents=2500, currency="USD"
+    )
     await handlers.refund_or_void(cancelled(order), uow, provider)
     assert uow.payments.rows[order].status is PaymentStatus.REFUNDED
     assert f"refund:{order}" in provider.operations

@@ -25,19 +25,27 @@ async def sessions(databases):
 
 async def test_the_same_idempotency_key_returns_the_first_charge_even_when_raced(sessions):
     provider = SandboxProvider(lambda: sessions)
-    results = await asyncio.gather(*(
-        provider.charge(idempotency_key="charge:o-1", token="tok_visa", amount_cents=999, currency="USD")
-        for _ in range(10)
-    ))
+    results = await asyncio.gather(
+        *(
+            provider.charge(idempotency_key="charge:o-1", token="tok_visa", amount_cents=999, currency="USD")
+            for _ in range(10)
+        )
+    )
     assert len({r.operation_id for r in results}) == 1 and all(r.approved for r in results)
     async with sessions() as s:
-        assert (await s.execute(sa.text("SELECT count(*) FROM sandbox_provider_operations"))).scalar_one() == 1
+        assert (
+            await s.execute(sa.text("SELECT count(*) FROM sandbox_provider_operations"))
+        ).scalar_one() == 1
 
 
 async def test_test_mode_tokens_decide_the_answer(sessions):
     provider = SandboxProvider(lambda: sessions)
-    declined = await provider.charge(idempotency_key="k2", token="tok_chargeDeclined", amount_cents=1, currency="USD")
-    unknown = await provider.charge(idempotency_key="k3", token="tok_nonsense", amount_cents=1, currency="USD")
+    declined = await provider.charge(
+        idempotency_key="k2", token="tok_chargeDeclined", amount_cents=1, currency="USD"
+    )
+    unknown = await provider.charge(
+        idempotency_key="k3", token="tok_nonsense", amount_cents=1, currency="USD"
+    )
     assert (declined.approved, declined.decline_code) == (False, "card_declined")
     assert (unknown.approved, unknown.decline_code) == (False, "invalid_token")
 

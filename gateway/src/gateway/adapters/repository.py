@@ -17,8 +17,12 @@ from gateway.domain.model import Role, User
 
 def _to_user(row: sa.Row) -> User:
     return User(
-        id=row.id, email=row.email, name=row.name, role=Role(row.role),
-        password_hash=row.password_hash, created_at=row.created_at,
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        role=Role(row.role),
+        password_hash=row.password_hash,
+        created_at=row.created_at,
     )
 
 
@@ -34,8 +38,12 @@ class SqlUserRepository:
         inserted = await self._session.execute(
             insert(users)
             .values(
-                id=user.id, email=user.email, name=user.name, role=user.role.value,
-                password_hash=user.password_hash, created_at=user.created_at,
+                id=user.id,
+                email=user.email,
+                name=user.name,
+                role=user.role.value,
+                password_hash=user.password_hash,
+                created_at=user.created_at,
             )
             .on_conflict_do_nothing(index_elements=[users.c.email])
             .returning(users.c.id)

@@ -23,7 +23,9 @@ class Argon2Hasher:
     """
 
     def __init__(self, *, time_cost: int | None = None, memory_cost: int | None = None) -> None:
-        params = {k: v for k, v in {"time_cost": time_cost, "memory_cost": memory_cost}.items() if v is not None}
+        params = {
+            k: v for k, v in {"time_cost": time_cost, "memory_cost": memory_cost}.items() if v is not None
+        }
         self._argon2 = Argon2(type=Type.ID, **params)
         self._decoy = self._argon2.hash("decoy password, never matches")
 
@@ -70,7 +72,10 @@ class JwtTokens:
     def decode(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
-                token, self._secret, algorithms=[self.ALGORITHM], issuer=self._issuer,
+                token,
+                self._secret,
+                algorithms=[self.ALGORITHM],
+                issuer=self._issuer,
                 options={"require": ["sub", "exp", "iat", "iss", "role", "email"]},
             )
         except jwt.ExpiredSignatureError:
@@ -78,6 +83,8 @@ class JwtTokens:
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(str(exc) or type(exc).__name__) from None
         try:
-            return Principal(user_id=UUID(claims["sub"]), email=str(claims["email"]), role=Role(claims["role"]))
+            return Principal(
+                user_id=UUID(claims["sub"]), email=str(claims["email"]), role=Role(claims["role"])
+            )
         except (ValueError, TypeError):
             raise InvalidToken("malformed claims") from None

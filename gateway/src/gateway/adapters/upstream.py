@@ -47,7 +47,9 @@ def make_http_client(
         transport=transport,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
         limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections // 2, keepalive_expiry=30
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections // 2,
+            keepalive_expiry=30,
         ),
         follow_redirects=False,
     )
@@ -129,7 +131,9 @@ class Upstreams:
 
         async def one(service: str) -> bool:
             try:
-                response = await self._clients[service].get(self._base_urls[service] + "/readyz", timeout=timeout)
+                response = await self._clients[service].get(
+                    self._base_urls[service] + "/readyz", timeout=timeout
+                )
             except httpx.HTTPError:
                 return False
             return response.status_code == 200

@@ -172,14 +172,18 @@ def _product_key(product: dict[str, Any]) -> str | None:
 
 @router.post("/auth/register", status_code=201, response_model=schemas.UserOut, tags=["auth"])
 async def register(body: schemas.RegisterRequest, bus: Bus) -> schemas.UserOut:
-    user = await bus.handle(RegisterUser(user_id=uuid4(), email=body.email, password=body.password, name=body.name))
+    user = await bus.handle(
+        RegisterUser(user_id=uuid4(), email=body.email, password=body.password, name=body.name)
+    )
     return schemas.UserOut(id=user.id, email=user.email, name=user.name, role=user.role)
 
 
 @router.post("/auth/login", response_model=schemas.TokenOut, tags=["auth"])
 async def login(body: schemas.LoginRequest, bus: Bus) -> schemas.TokenOut:
     token = await bus.handle(LogIn(email=body.email, password=body.password))
-    return schemas.TokenOut(access_token=token.access_token, token_type=token.token_type, expires_in=token.expires_in)
+    return schemas.TokenOut(
+        access_token=token.access_token, token_type=token.token_type, expires_in=token.expires_in
+    )
 
 
 @router.get("/auth/me", response_model=schemas.MeOut, tags=["auth"])
@@ -254,7 +258,10 @@ async def create_product(
     body: schemas.ProductCreate, services: Services, admin: Admin, idempotency_key: IdempotencyKey = None
 ) -> Response:
     response = await services.request(
-        "catalog", "POST", "/products", json=body.model_dump(mode="json", exclude_unset=True),
+        "catalog",
+        "POST",
+        "/products",
+        json=body.model_dump(mode="json", exclude_unset=True),
         headers=_headers(admin, idempotency_key),
     )
     return _relay(response, "catalog")
@@ -262,11 +269,17 @@ async def create_product(
 
 @router.put("/products/{product_id}", tags=["products"])
 async def update_product(
-    product_id: UUID, body: schemas.ProductUpdate, services: Services, admin: Admin,
+    product_id: UUID,
+    body: schemas.ProductUpdate,
+    services: Services,
+    admin: Admin,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     response = await services.request(
-        "catalog", "PUT", f"/products/{product_id}", json=body.model_dump(mode="json", exclude_unset=True),
+        "catalog",
+        "PUT",
+        f"/products/{product_id}",
+        json=body.model_dump(mode="json", exclude_unset=True),
         headers=_headers(admin, idempotency_key),
     )
     return _relay(response, "catalog")
@@ -274,11 +287,17 @@ async def update_product(
 
 @router.put("/inventory/{product_id}", tags=["inventory"])
 async def set_stock(
-    product_id: UUID, body: schemas.StockLevel, services: Services, admin: Admin,
+    product_id: UUID,
+    body: schemas.StockLevel,
+    services: Services,
+    admin: Admin,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     response = await services.request(
-        "inventory", "PUT", f"/inventory/{product_id}", json=body.model_dump(mode="json", exclude_unset=True),
+        "inventory",
+        "PUT",
+        f"/inventory/{product_id}",
+        json=body.model_dump(mode="json", exclude_unset=True),
         headers=_headers(admin, idempotency_key),
     )
     return _relay(response, "inventory")
@@ -295,10 +314,17 @@ async def get_stock(product_id: UUID, services: Services) -> Response:
 
 @router.post("/orders", status_code=202, tags=["orders"])
 async def place_order(
-    body: schemas.PlaceOrderRequest, services: Services, caller: Shopper, idempotency_key: IdempotencyKey = None
+    body: schemas.PlaceOrderRequest,
+    services: Services,
+    caller: Shopper,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     response = await services.request(
-        "orders", "POST", "/orders", json=body.model_dump(mode="json"), headers=_headers(caller, idempotency_key)
+        "orders",
+        "POST",
+        "/orders",
+        json=body.model_dump(mode="json"),
+        headers=_headers(caller, idempotency_key),
     )
     return _relay(response, "orders")
 
@@ -332,10 +358,13 @@ async def list_orders(request: Request, services: Services, caller: Caller) -> R
 @router.get("/notifications", tags=["notifications"])
 async def list_notifications(request: Request, services: Services, caller: Caller) -> Response:
     response = await services.request(
-        "notifications", "GET", "/notifications", params=request.query_params.multi_items(), headers=_headers(caller)
+        "notifications",
+        "GET",
+        "/notifications",
+        params=request.query_params.multi_items(),
+        headers=_headers(caller),
     )
     return _relay(response, "notifications")
-
 
 
 # ---------------------------------------------------------------------------- operators (admin)
@@ -375,7 +404,9 @@ async def replay_all_dead_letters(services: Services, caller: Admin) -> dict[str
 
 
 @router.post("/admin/dead-letters/{service}/{letter_id}/replay", tags=["admin"])
-async def replay_dead_letter(service: ServiceName, letter_id: int, services: Services, caller: Admin) -> Response:
+async def replay_dead_letter(
+    service: ServiceName, letter_id: int, services: Services, caller: Admin
+) -> Response:
     response = await services.request(
         service, "POST", f"/admin/dead-letters/{letter_id}/replay", headers=_headers(caller)
     )

@@ -14,8 +14,12 @@ async def register_user(cmd: RegisterUser, *, uow: UnitOfWork, hasher: PasswordH
     email = normalize_email(cmd.email)
     password_hash = await hasher.hash(cmd.password)
     user = User(
-        id=cmd.user_id, email=email, name=cmd.name, role=Role.CUSTOMER,
-        password_hash=password_hash, created_at=datetime.now(UTC),
+        id=cmd.user_id,
+        email=email,
+        name=cmd.name,
+        role=Role.CUSTOMER,
+        password_hash=password_hash,
+        created_at=datetime.now(UTC),
     )
     async with uow:
         if await uow.users.get_by_email(email) is not None:
@@ -43,13 +47,19 @@ async def seed_admin(cmd: SeedAdmin, *, uow: UnitOfWork, hasher: PasswordHasher)
         user = await uow.users.get_by_email(email)
         if user is None:
             user = User(
-                id=cmd.user_id, email=email, name=cmd.name, role=Role.ADMIN,
-                password_hash=await hasher.hash(cmd.password), created_at=datetime.now(UTC),
+                id=cmd.user_id,
+                email=email,
+                name=cmd.name,
+                role=Role.ADMIN,
+                password_hash=await hasher.hash(cmd.password),
+                created_at=datetime.now(UTC),
             )
             await uow.users.add(user)
         else:
             unchanged = await hasher.verify(user.password_hash, cmd.password)
-            user.promote_to_admin(name=cmd.name, password_hash=None if unchanged else await hasher.hash(cmd.password))
+            user.promote_to_admin(
+                name=cmd.name, password_hash=None if unchanged else await hasher.hash(cmd.password)
+            )
             await uow.users.update(user)
         await uow.commit()
     return user

@@ -9,10 +9,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry import trace
-import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -162,7 +162,7 @@ class EventConsumer:
         done: set[tuple[str, int, int]] = set()
         records = [record for rs in batch.values() for record in rs]  # each partition's in order
         for start in range(0, len(records), self._tx_batch):
-            chunk = [record for record in records[start:start + self._tx_batch] if owned(record)]
+            chunk = [record for record in records[start : start + self._tx_batch] if owned(record)]
             rest = await self._process_together(chunk) if len(chunk) > 1 else chunk
             left = {(r.topic, r.partition, r.offset) for r in rest}
             for record in chunk:
@@ -191,9 +191,13 @@ class EventConsumer:
         try:
             await consumer.commit(owned)
         except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("%s: offset commit refused by a rebalance (%r); the new owner replays", self.name, exc)
+            log.warning(
+                "%s: offset commit refused by a rebalance (%r); the new owner replays", self.name, exc
+            )
 
-    async def _process_together(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[ConsumerRecord[bytes, bytes]]:
+    async def _process_together(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[ConsumerRecord[bytes, bytes]]:
         """Handle ``records`` (each partition's in order) in one transaction. Returns those
         left to handle one by one: none on success, every decodable one if the transaction
         failed (rolled back whole). Undecodable records are dead-lettered here and now."""
@@ -216,8 +220,11 @@ class EventConsumer:
         outcomes: list[str] = []
         try:
             async with self._uow_factory() as uow:
-                wanted = [envelope for _, envelope, event in parsed
-                          if event is not None and envelope.event_type in self._handlers]
+                wanted = [
+                    envelope
+                    for _, envelope, event in parsed
+                    if event is not None and envelope.event_type in self._handlers
+                ]
                 claimed = await uow.claim_many(consumer=self.name, envelopes=wanted)
                 for record, envelope, event in parsed:
                     if event is None or envelope.event_type not in self._handlers:
@@ -237,7 +244,7 @@ class EventConsumer:
             log.info("%s: batch of %d rolled back (%r); handling one by one", self.name, len(parsed), exc)
             return [record for record, _, _ in parsed]
         each = (time.perf_counter() - started) / len(parsed)
-        for (record, _, _), outcome in zip(parsed, outcomes):
+        for (record, _, _), outcome in zip(parsed, outcomes, strict=True):
             self._metrics.consumed.labels(record.topic, outcome).inc()
             self._metrics.handle_seconds.labels(record.topic).observe(each)
         return []
@@ -297,20 +304,36 @@ class EventConsumer:
                 return "dead_lettered"
             except TRANSIENT as exc:
                 delay = min(self._base_backoff * 2 ** min(attempt, 8), 5.0)
-                log.warning("%s: transient error on %s (attempt %d), retrying in %.2fs: %s",
-                            self.name, envelope.event_type, attempt, delay, exc)
+                log.warning(
+                    "%s: transient error on %s (attempt %d), retrying in %.2fs: %s",
+                    self.name,
+                    envelope.event_type,
+                    attempt,
+                    delay,
+                    exc,
+                )
                 await asyncio.sleep(delay)
             except Exception as exc:
                 if attempt >= self._max_attempts:
-                    log.exception("%s: giving up on %s after %d attempts", self.name, envelope.event_type, attempt)
+                    log.exception(
+                        "%s: giving up on %s after %d attempts", self.name, envelope.event_type, attempt
+                    )
                     await self._dead_letter(record, exc, attempts=attempt)
                     return "dead_lettered"
                 delay = self._base_backoff * 2**attempt
-                log.warning("%s: %s failed (attempt %d), retrying in %.2fs: %r",
-                            self.name, envelope.event_type, attempt, delay, exc)
+                log.warning(
+                    "%s: %s failed (attempt %d), retrying in %.2fs: %r",
+                    self.name,
+                    envelope.event_type,
+                    attempt,
+                    delay,
+                    exc,
+                )
                 await asyncio.sleep(delay)
 
-    async def _handle_once(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, event: Event) -> str:
+    async def _handle_once(
+        self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, event: Event
+    ) -> str:
         with self._span(record, envelope):
             async with self._uow_factory() as uow:
                 uow.causation = envelope
@@ -320,12 +343,17 @@ class EventConsumer:
                 await uow.commit()
         return "handled"
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *, attempts: int) -> None:
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *, attempts: int
+    ) -> None:
         """To ``<topic>.dlq`` (error, source offset and attempts in headers) and to the service's
         ``dead_letters`` table, where the admin API lists and replays it."""
-        log.error("%s: dead-lettering %s[%d]@%d: %r", self.name, record.topic, record.partition, record.offset, exc)
+        log.error(
+            "%s: dead-lettering %s[%d]@%d: %r", self.name, record.topic, record.partition, record.offset, exc
+        )
         error = repr(exc)[:2000]
-        headers = list(record.headers or ()) + [
+        headers = [
+            *(record.headers or ()),
             ("dlq.error", error.encode()),
             ("dlq.error_type", type(exc).__name__.encode()),
             ("dlq.source_topic", record.topic.encode()),
@@ -334,14 +362,22 @@ class EventConsumer:
             ("dlq.attempts", str(attempts).encode()),
             ("dlq.consumer", self.name.encode()),
         ]
-        await self._producer.send_and_wait(dlq(record.topic), key=record.key, value=record.value, headers=headers)
+        await self._producer.send_and_wait(
+            dlq(record.topic), key=record.key, value=record.value, headers=headers
+        )
         async with self._uow_factory() as uow:
             await uow.session.execute(
                 sa.insert(dead_letters).values(
-                    consumer=self.name, topic=record.topic, partition=record.partition, offset=record.offset,
-                    key=record.key, value=record.value,
+                    consumer=self.name,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
                     headers=[[k, base64.b64encode(v).decode()] for k, v in record.headers or ()],
-                    error_type=type(exc).__name__, error=error, attempts=attempts,
+                    error_type=type(exc).__name__,
+                    error=error,
+                    attempts=attempts,
                 )
             )
             await uow.commit()
@@ -350,5 +386,7 @@ class EventConsumer:
 async def replay(producer: AIOKafkaProducer, row: sa.Row[Any]) -> None:
     """Publish a dead letter again on its source topic, as it was first received. Consumers that
     handled it already skip it (inbox); the one that failed tries again."""
-    headers = [(k, base64.b64decode(v)) for k, v in row.headers] + [("dlq.replayed_from", str(row.id).encode())]
+    headers = [(k, base64.b64decode(v)) for k, v in row.headers] + [
+        ("dlq.replayed_from", str(row.id).encode())
+    ]
     await producer.send_and_wait(row.topic, key=row.key, value=row.value, headers=headers)

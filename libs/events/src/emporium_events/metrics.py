@@ -28,7 +28,9 @@ class MessagingMetrics:
         p = f"emporium_{service}"
         return cls(
             published=Counter(
-                f"{p}_events_published", "Events relayed from the outbox to Kafka.", ["topic"],
+                f"{p}_events_published",
+                "Events relayed from the outbox to Kafka.",
+                ["topic"],
                 registry=registry,
             ),
             consumed=Counter(
@@ -38,15 +40,18 @@ class MessagingMetrics:
                 registry=registry,
             ),
             handle_seconds=Histogram(
-                f"{p}_event_handle_seconds", "Time to handle one event, transaction included.",
-                ["topic"], registry=registry,
+                f"{p}_event_handle_seconds",
+                "Time to handle one event, transaction included.",
+                ["topic"],
+                registry=registry,
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             ),
             outbox_backlog=Gauge(
                 f"{p}_outbox_backlog_events", "Outbox rows not yet published.", registry=registry
             ),
             outbox_oldest_seconds=Gauge(
-                f"{p}_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row.",
+                f"{p}_outbox_oldest_age_seconds",
+                "Age of the oldest unpublished outbox row.",
                 registry=registry,
             ),
         )

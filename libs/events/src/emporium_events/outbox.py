@@ -136,7 +136,8 @@ class UnitOfWork:
         if not envelopes:
             return set()
         result = await self.session.execute(
-            _CLAIM, [{"consumer": consumer, "event_id": e.event_id, "event_type": e.event_type} for e in envelopes]
+            _CLAIM,
+            [{"consumer": consumer, "event_id": e.event_id, "event_type": e.event_type} for e in envelopes],
         )
         return set(result.scalars())
 
@@ -194,11 +195,16 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._tracer = trace.get_tracer("emporium.outbox")
         unsent = (
-            sa.select(outbox.c.id).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id)
-            .limit(batch_size).with_for_update(skip_locked=True)
+            sa.select(outbox.c.id)
+            .where(outbox.c.sent_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
         )
         self._claim = (
-            sa.update(outbox).where(outbox.c.id.in_(unsent.scalar_subquery())).values(sent_at=sa.func.clock_timestamp())
+            sa.update(outbox)
+            .where(outbox.c.id.in_(unsent.scalar_subquery()))
+            .values(sent_at=sa.func.clock_timestamp())
             .returning(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.envelope, outbox.c.trace_headers)
         )
 

@@ -85,7 +85,11 @@ async def _replay(
     async with runtime.session_factory() as session, session.begin():
         rows = (
             await session.execute(
-                sa.select(dead_letters).where(which).order_by(dead_letters.c.id).limit(limit).with_for_update()
+                sa.select(dead_letters)
+                .where(which)
+                .order_by(dead_letters.c.id)
+                .limit(limit)
+                .with_for_update()
             )
         ).all()
         if must_exist is not None and not rows:
@@ -95,7 +99,9 @@ async def _replay(
                 await replay(runtime.producer, row)
             except KafkaError as exc:
                 if not done:
-                    raise HTTPException(503, f"Kafka refused the replay: {exc!r}", headers={"Retry-After": "5"}) from exc
+                    raise HTTPException(
+                        503, f"Kafka refused the replay: {exc!r}", headers={"Retry-After": "5"}
+                    ) from exc
                 break  # mark what went out; the rest stays for the next call
             done.append(row.id)
         if done:

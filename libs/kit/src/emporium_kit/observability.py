@@ -33,7 +33,9 @@ def configure(service: str, *, log_level: str = "INFO") -> None:
         return
     _configured = True
     logging.basicConfig(
-        level=log_level, stream=sys.stdout, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"
+        level=log_level,
+        stream=sys.stdout,
+        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)

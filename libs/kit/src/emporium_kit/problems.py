@@ -20,8 +20,14 @@ PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "5"
 
 
-def problem(status: int, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None,
-            **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
@@ -50,7 +56,9 @@ def install(app: FastAPI, error_status: Mapping[type[Exception], int]) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()
+        ]
         return problem(422, _describe(errors), errors=errors)
 
     for error_type, status in error_status.items():
@@ -66,8 +74,11 @@ def install(app: FastAPI, error_status: Mapping[type[Exception], int]) -> None:
     @app.exception_handler(PoolTimeout)
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %r", exc)
-        return problem(503, "the service's database is unavailable; retry shortly",
-                       headers={"Retry-After": RETRY_AFTER_SECONDS})
+        return problem(
+            503,
+            "the service's database is unavailable; retry shortly",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -70,7 +70,9 @@ class Runtime(Generic[U]):
         self.session_factory = make_session_factory(self.engine)
         self.producer = make_producer(self.settings.kafka_bootstrap, client_id=self.service)
         self.relay = OutboxRelay(
-            self.session_factory, self.producer, metrics=self.metrics,
+            self.session_factory,
+            self.producer,
+            metrics=self.metrics,
             sweep_interval=self.settings.relay_sweep_seconds,
         )
         for resource in self.resources:
@@ -92,8 +94,13 @@ class Runtime(Generic[U]):
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.service}-relay"))
         for spec in self.consumers:
             consumer = EventConsumer(
-                name=spec.name, bootstrap=self.settings.kafka_bootstrap, topics=spec.topics,
-                handlers=spec.handlers, uow_factory=self.uow, producer=self.producer, metrics=self.metrics,
+                name=spec.name,
+                bootstrap=self.settings.kafka_bootstrap,
+                topics=spec.topics,
+                handlers=spec.handlers,
+                uow_factory=self.uow,
+                producer=self.producer,
+                metrics=self.metrics,
             )
             self._running.append(consumer)
             self._tasks.append(asyncio.create_task(self._supervise(consumer), name=spec.name))
@@ -123,7 +130,9 @@ class Runtime(Generic[U]):
     async def ready(self) -> dict[str, bool]:
         checks = {"database": await self._database_ok(), "kafka": self.kafka_connected}
         for spec in self.consumers:
-            checks[f"consumer:{spec.name}"] = any(c.name == spec.name and c.ready.is_set() for c in self._running)
+            checks[f"consumer:{spec.name}"] = any(
+                c.name == spec.name and c.ready.is_set() for c in self._running
+            )
         return checks
 
     async def _database_ok(self) -> bool:

@@ -17,7 +17,9 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("reservations", sa.Column("expires_at", sa.DateTime(timezone=True)))
     op.create_index(
-        "reservations_held_by_expiry", "reservations", ["expires_at"],
+        "reservations_held_by_expiry",
+        "reservations",
+        ["expires_at"],
         postgresql_where=sa.text("status = 'RESERVED'"),
     )
 

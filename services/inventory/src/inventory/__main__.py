@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from inventory.config import InventorySettings
 from emporium_kit.cli import main as run
+from inventory.config import InventorySettings
 
 
 def main() -> None:

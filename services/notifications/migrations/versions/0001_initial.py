@@ -29,13 +29,17 @@ def upgrade() -> None:
         sa.Column("email_status", sa.Text, nullable=False),
         sa.Column("email_attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("email_error", sa.Text),
-        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "next_attempt_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("sent_at", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("order_id", "type", name="one_notification_per_order_and_type"),
     )
     op.create_index(
-        "notifications_email_pending", "notifications", ["next_attempt_at"],
+        "notifications_email_pending",
+        "notifications",
+        ["next_attempt_at"],
         postgresql_where=sa.text("email_status = 'PENDING'"),
     )
     create_messaging_tables_v1(op)

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from notifications.config import NotificationsSettings
 from emporium_kit.cli import main as run
+from notifications.config import NotificationsSettings
 
 
 def main() -> None:

@@ -20,7 +20,9 @@ def build_app(settings: NotificationsSettings | None = None) -> FastAPI:
         service=SERVICE, settings=settings, uow_class=NotificationsUnitOfWork, consumers=CONSUMERS
     )
     sender = SmtpSender(
-        host=settings.smtp_host, port=settings.smtp_port, sender=settings.mail_from,
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.mail_from,
         sessions=lambda: runtime.session_factory,
     )
     runtime.resources.append(sender)

@@ -42,7 +42,9 @@ def upgrade() -> None:
     op.create_table(
         "order_history",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column("order_id", sa.Uuid, sa.ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column(
+            "order_id", sa.Uuid, sa.ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True
+        ),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("note", sa.Text),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),

@@ -20,7 +20,9 @@ def upgrade() -> None:
     op.execute("UPDATE orders SET deadline_at = created_at + interval '30 seconds'")
     op.alter_column("orders", "deadline_at", nullable=False)
     op.create_index(
-        "orders_open_by_deadline", "orders", ["deadline_at"],
+        "orders_open_by_deadline",
+        "orders",
+        ["deadline_at"],
         postgresql_where=sa.text("status NOT IN ('CONFIRMED', 'CANCELLED')"),
     )
     op.add_column("orders", sa.Column("idempotency_key", sa.Text))

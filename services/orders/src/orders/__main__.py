@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from orders.config import OrdersSettings
 from emporium_kit.cli import main as run
+from orders.config import OrdersSettings
 
 
 def main() -> None:

@@ -38,9 +38,15 @@ def build_app(settings: OrdersSettings | None = None) -> FastAPI:
     settings = settings or OrdersSettings()
     catalog = HttpCatalog(settings.catalog_url, timeout=settings.catalog_timeout_seconds)
     runtime: Runtime[OrdersUnitOfWork] = Runtime(
-        service=SERVICE, settings=settings, uow_class=OrdersUnitOfWork, consumers=CONSUMERS, resources=[catalog]
+        service=SERVICE,
+        settings=settings,
+        uow_class=OrdersUnitOfWork,
+        consumers=CONSUMERS,
+        resources=[catalog],
     )
-    sweep = saga_deadline_sweep(runtime.uow, key_retention=timedelta(hours=settings.idempotency_retention_hours))
+    sweep = saga_deadline_sweep(
+        runtime.uow, key_retention=timedelta(hours=settings.idempotency_retention_hours)
+    )
     runtime.resources.append(Periodic("saga-deadlines", sweep, interval=settings.deadline_sweep_seconds))
     app = create_app(service=SERVICE, runtime=runtime, routers=[router], error_status=ERROR_STATUS)
     app.state.catalog = catalog

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from payments.config import PaymentsSettings
 from emporium_kit.cli import main as run
+from payments.config import PaymentsSettings
 
 
 def main() -> None:

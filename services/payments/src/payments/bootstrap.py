@@ -19,9 +19,13 @@ def build_app(settings: PaymentsSettings | None = None) -> FastAPI:
     settings = settings or PaymentsSettings()
     if settings.provider != "sandbox":
         raise ValueError(f"unknown payment provider {settings.provider!r} (only 'sandbox' is built in)")
-    runtime: Runtime[PaymentsUnitOfWork] = Runtime(service=SERVICE, settings=settings, uow_class=PaymentsUnitOfWork)
+    runtime: Runtime[PaymentsUnitOfWork] = Runtime(
+        service=SERVICE, settings=settings, uow_class=PaymentsUnitOfWork
+    )
     provider = SandboxProvider(lambda: runtime.session_factory)
     runtime.consumers = [
-        ConsumerSpec(name="payments", topics=[topics.ORDERS, topics.INVENTORY], handlers=handlers_for(provider))
+        ConsumerSpec(
+            name="payments", topics=[topics.ORDERS, topics.INVENTORY], handlers=handlers_for(provider)
+        )
     ]
     return create_app(service=SERVICE, runtime=runtime, routers=[router])

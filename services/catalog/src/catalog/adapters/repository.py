@@ -20,15 +20,23 @@ class ProductRepository:
     async def add(self, product: Product) -> bool:
         """Insert; False when the sku is taken."""
         result = await self._session.execute(
-            insert(products).values(**asdict(product)).on_conflict_do_nothing(index_elements=["sku"])
+            insert(products)
+            .values(**asdict(product))
+            .on_conflict_do_nothing(index_elements=["sku"])
             .returning(products.c.id)
         )
         return result.first() is not None
 
     async def get_for_update(self, *, product_id: UUID) -> Product | None:
         row = (
-            await self._session.execute(sa.select(products).where(products.c.id == product_id).with_for_update())
-        ).mappings().first()
+            (
+                await self._session.execute(
+                    sa.select(products).where(products.c.id == product_id).with_for_update()
+                )
+            )
+            .mappings()
+            .first()
+        )
         return Product(**row) if row else None
 
     async def save(self, product: Product) -> None:

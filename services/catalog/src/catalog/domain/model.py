@@ -30,7 +30,14 @@ class Product:
     updated_at: datetime
 
     def revise(
-        self, *, name: str, description: str, price_cents: int, currency: str, category: str | None, at: datetime
+        self,
+        *,
+        name: str,
+        description: str,
+        price_cents: int,
+        currency: str,
+        category: str | None,
+        at: datetime,
     ) -> None:
         self.name, self.description, self.price_cents = name, description, price_cents
         self.currency, self.category, self.updated_at = currency, category, at

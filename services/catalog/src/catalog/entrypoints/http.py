@@ -61,16 +61,16 @@ def _runtime(request: Request) -> Runtime:
 async def create_product(body: NewProduct, request: Request) -> ProductOut:
     runtime = _runtime(request)
     async with runtime.uow() as uow:
-        product = await handlers.create_product(
-            CreateProduct(product_id=uuid4(), **body.model_dump()), uow
-        )
+        product = await handlers.create_product(CreateProduct(product_id=uuid4(), **body.model_dump()), uow)
     return ProductOut.model_validate(product, from_attributes=True)
 
 
 @router.put("/products/{product_id}", response_model=ProductOut)
 async def update_product(product_id: UUID, body: ProductFields, request: Request) -> ProductOut:
     async with _runtime(request).uow() as uow:
-        product = await handlers.update_product(UpdateProduct(product_id=product_id, **body.model_dump()), uow)
+        product = await handlers.update_product(
+            UpdateProduct(product_id=product_id, **body.model_dump()), uow
+        )
     return ProductOut.model_validate(product, from_attributes=True)
 
 

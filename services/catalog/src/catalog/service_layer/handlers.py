@@ -13,15 +13,26 @@ from emporium_events.contracts import ProductCreated, ProductUpdated
 async def create_product(cmd: CreateProduct, uow: CatalogUnitOfWork) -> Product:
     now = datetime.now(UTC)
     product = Product(
-        id=cmd.product_id, sku=cmd.sku, name=cmd.name, description=cmd.description,
-        price_cents=cmd.price_cents, currency=cmd.currency, category=cmd.category, created_at=now, updated_at=now,
+        id=cmd.product_id,
+        sku=cmd.sku,
+        name=cmd.name,
+        description=cmd.description,
+        price_cents=cmd.price_cents,
+        currency=cmd.currency,
+        category=cmd.category,
+        created_at=now,
+        updated_at=now,
     )
     if not await uow.products.add(product):
         raise DuplicateSku(cmd.sku)
     await uow.publish(
         ProductCreated(
-            product_id=product.id, sku=product.sku, name=product.name, price_cents=product.price_cents,
-            currency=product.currency, category=product.category,
+            product_id=product.id,
+            sku=product.sku,
+            name=product.name,
+            price_cents=product.price_cents,
+            currency=product.currency,
+            category=product.category,
         ),
         aggregate_id=product.id,
     )
@@ -34,14 +45,22 @@ async def update_product(cmd: UpdateProduct, uow: CatalogUnitOfWork) -> Product:
     if product is None:
         raise ProductNotFound(cmd.product_id)
     product.revise(
-        name=cmd.name, description=cmd.description, price_cents=cmd.price_cents, currency=cmd.currency,
-        category=cmd.category, at=datetime.now(UTC),
+        name=cmd.name,
+        description=cmd.description,
+        price_cents=cmd.price_cents,
+        currency=cmd.currency,
+        category=cmd.category,
+        at=datetime.now(UTC),
     )
     await uow.products.save(product)
     await uow.publish(
         ProductUpdated(
-            product_id=product.id, sku=product.sku, name=product.name, price_cents=product.price_cents,
-            currency=product.currency, category=product.category,
+            product_id=product.id,
+            sku=product.sku,
+            name=product.name,
+            price_cents=product.price_cents,
+            currency=product.currency,
+            category=product.category,
         ),
         aggregate_id=product.id,
     )

@@ -21,20 +21,28 @@ class StockRepository:
     async def ensure(self, *, product_id: UUID, sku: str | None = None) -> None:
         """Create an empty stock record if there is none (ProductCreated, or an admin's first PUT)."""
         await self._session.execute(
-            insert(stock).values(product_id=product_id, sku=sku, on_hand=0, reserved=0)
-            .on_conflict_do_update(index_elements=["product_id"], set_={"sku": sa.func.coalesce(sku, stock.c.sku)})
+            insert(stock)
+            .values(product_id=product_id, sku=sku, on_hand=0, reserved=0)
+            .on_conflict_do_update(
+                index_elements=["product_id"], set_={"sku": sa.func.coalesce(sku, stock.c.sku)}
+            )
         )
 
     async def lock(self, *, product_ids: Iterable[UUID]) -> dict[UUID, StockItem]:
         ids = sorted(set(product_ids), key=str)
         rows = (await self._session.execute(_LOCK_STOCK, {"ids": ids})).all()
-        return {r.product_id: StockItem(product_id=r.product_id, sku=r.sku, on_hand=r.on_hand, reserved=r.reserved)
-                for r in rows}
+        return {
+            r.product_id: StockItem(
+                product_id=r.product_id, sku=r.sku, on_hand=r.on_hand, reserved=r.reserved
+            )
+            for r in rows
+        }
 
     async def save(self, items: Iterable[StockItem]) -> None:
         for item in items:
             await self._session.execute(
-                _SAVE_STOCK, {"id": item.product_id, "new_on_hand": item.on_hand, "new_reserved": item.reserved}
+                _SAVE_STOCK,
+                {"id": item.product_id, "new_on_hand": item.on_hand, "new_reserved": item.reserved},
             )
 
 
@@ -47,16 +55,23 @@ class ReservationRepository:
         if row is None:
             return None
         return Reservation(
-            order_id=row["order_id"], status=ReservationStatus(row["status"]),
-            lines={UUID(k): v for k, v in row["lines"].items()}, reason=row["reason"], expires_at=row["expires_at"],
+            order_id=row["order_id"],
+            status=ReservationStatus(row["status"]),
+            lines={UUID(k): v for k, v in row["lines"].items()},
+            reason=row["reason"],
+            expires_at=row["expires_at"],
         )
 
     async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
         """Held reservations past their TTL, skipping any another replica is handling."""
         rows = await self._session.execute(
             sa.select(reservations.c.order_id)
-            .where(reservations.c.status == ReservationStatus.RESERVED.value, reservations.c.expires_at <= now)
-            .order_by(reservations.c.expires_at).limit(limit).with_for_update(skip_locked=True)
+            .where(
+                reservations.c.status == ReservationStatus.RESERVED.value, reservations.c.expires_at <= now
+            )
+            .order_by(reservations.c.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         return list(rows.scalars())
 
@@ -77,16 +92,27 @@ class ReservationRepository:
 _LOCK_STOCK = (
     sa.select(stock.c.product_id, stock.c.sku, stock.c.on_hand, stock.c.reserved)
     .where(stock.c.product_id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(sa.cast(stock.c.product_id, sa.Text)).with_for_update()
+    .order_by(sa.cast(stock.c.product_id, sa.Text))
+    .with_for_update()
 )
 _SAVE_STOCK = (
-    sa.update(stock).where(stock.c.product_id == sa.bindparam("id"))
-    .values(on_hand=sa.bindparam("new_on_hand"), reserved=sa.bindparam("new_reserved"), updated_at=sa.func.now())
+    sa.update(stock)
+    .where(stock.c.product_id == sa.bindparam("id"))
+    .values(
+        on_hand=sa.bindparam("new_on_hand"), reserved=sa.bindparam("new_reserved"), updated_at=sa.func.now()
+    )
 )
-_LOCK_RESERVATION = sa.select(reservations).where(reservations.c.order_id == sa.bindparam("order_id")).with_for_update()
+_LOCK_RESERVATION = (
+    sa.select(reservations).where(reservations.c.order_id == sa.bindparam("order_id")).with_for_update()
+)
 _upsert = insert(reservations).values(created_at=sa.func.now(), updated_at=sa.func.now())
 _SAVE_RESERVATION = _upsert.on_conflict_do_update(
     index_elements=["order_id"],
-    set_={"status": _upsert.excluded.status, "lines": _upsert.excluded.lines, "reason": _upsert.excluded.reason,
-          "expires_at": _upsert.excluded.expires_at, "updated_at": sa.func.now()},
+    set_={
+        "status": _upsert.excluded.status,
+        "lines": _upsert.excluded.lines,
+        "reason": _upsert.excluded.reason,
+        "expires_at": _upsert.excluded.expires_at,
+        "updated_at": sa.func.now(),
+    },
 )

@@ -9,7 +9,8 @@ from inventory.service_layer.handlers import handlers_for
 def consumers(settings: InventorySettings) -> list[ConsumerSpec]:
     return [
         ConsumerSpec(
-            name="inventory", topics=[topics.CATALOG, topics.ORDERS],
+            name="inventory",
+            topics=[topics.CATALOG, topics.ORDERS],
             handlers=handlers_for(reservation_ttl=timedelta(seconds=settings.reservation_ttl_seconds)),
         )
     ]

@@ -41,7 +41,9 @@ def _runtime(request: Request) -> Runtime:
 async def set_stock(product_id: UUID, body: SetStock, request: Request) -> StockLevel:
     async with _runtime(request).uow() as uow:
         item = await handlers.set_stock_level(product_id, body.on_hand, uow)
-    return StockLevel(product_id=product_id, on_hand=item.on_hand, reserved=item.reserved, available=item.available)
+    return StockLevel(
+        product_id=product_id, on_hand=item.on_hand, reserved=item.reserved, available=item.available
+    )
 
 
 @router.get("/inventory/{product_id}", response_model=StockLevel)

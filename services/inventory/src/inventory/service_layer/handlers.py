@@ -45,7 +45,9 @@ async def set_stock_level(product_id: UUID, on_hand: int, uow: InventoryUnitOfWo
     return item
 
 
-async def record_product(event: ProductCreated | ProductUpdated, _: Envelope, uow: InventoryUnitOfWork) -> None:
+async def record_product(
+    event: ProductCreated | ProductUpdated, _: Envelope, uow: InventoryUnitOfWork
+) -> None:
     await uow.stock.ensure(product_id=event.product_id, sku=event.sku)
 
 
@@ -60,21 +62,29 @@ async def reserve_stock(
         reserve_all(items, wanted)
     except InsufficientStock as exc:
         await uow.reservations.save(
-            Reservation(order_id=event.order_id, status=ReservationStatus.FAILED, lines=wanted, reason=OUT_OF_STOCK)
+            Reservation(
+                order_id=event.order_id, status=ReservationStatus.FAILED, lines=wanted, reason=OUT_OF_STOCK
+            )
         )
         await uow.publish(
-            StockReservationFailed(order_id=event.order_id, reason=OUT_OF_STOCK, product_ids=(exc.product_id,)),
+            StockReservationFailed(
+                order_id=event.order_id, reason=OUT_OF_STOCK, product_ids=(exc.product_id,)
+            ),
             aggregate_id=event.order_id,
         )
         return
     await uow.stock.save(items.values())
     await uow.reservations.save(
         Reservation(
-            order_id=event.order_id, status=ReservationStatus.RESERVED, lines=wanted,
+            order_id=event.order_id,
+            status=ReservationStatus.RESERVED,
+            lines=wanted,
             expires_at=datetime.now(UTC) + ttl,
         )
     )
-    await uow.publish(StockReserved(order_id=event.order_id, lines=_stock_lines(wanted)), aggregate_id=event.order_id)
+    await uow.publish(
+        StockReserved(order_id=event.order_id, lines=_stock_lines(wanted)), aggregate_id=event.order_id
+    )
 
 
 async def commit_reservation(event: OrderConfirmed, _: Envelope, uow: InventoryUnitOfWork) -> None:
@@ -104,8 +114,11 @@ async def _deduct_after_expiry(reservation: Reservation, uow: InventoryUnitOfWor
     try:
         reserve_all(items, reservation.lines)
     except InsufficientStock as exc:
-        log.error("order %s confirmed after its reservation expired and the stock is gone: %s",
-                  reservation.order_id, exc)
+        log.error(
+            "order %s confirmed after its reservation expired and the stock is gone: %s",
+            reservation.order_id,
+            exc,
+        )
         reservation.reason = "OVERSOLD_AFTER_EXPIRY"
         await uow.reservations.save(reservation)
         return
@@ -132,11 +145,14 @@ async def release_reservation(event: OrderCancelled, _: Envelope, uow: Inventory
             items[product_id].restock(quantity)
     await uow.stock.save(items.values())
     reservation.status = (
-        ReservationStatus.RELEASED if reservation.status is ReservationStatus.RESERVED else ReservationStatus.RETURNED
+        ReservationStatus.RELEASED
+        if reservation.status is ReservationStatus.RESERVED
+        else ReservationStatus.RETURNED
     )
     await uow.reservations.save(reservation)
     await uow.publish(
-        StockReleased(order_id=event.order_id, lines=_stock_lines(reservation.lines)), aggregate_id=event.order_id
+        StockReleased(order_id=event.order_id, lines=_stock_lines(reservation.lines)),
+        aggregate_id=event.order_id,
     )
 
 

@@ -22,7 +22,15 @@ MAX_ATTEMPTS = 10
 
 
 class SmtpSender:
-    def __init__(self, *, host: str, port: int, sender: str, sessions: Callable[[], async_sessionmaker[AsyncSession]], poll_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        sessions: Callable[[], async_sessionmaker[AsyncSession]],
+        poll_seconds: float = 2.0,
+    ) -> None:
         self._host, self._port, self._from = host, port, sender
         self._sessions = sessions
         self._poll = poll_seconds
@@ -81,10 +89,14 @@ class SmtpSender:
     _next_due = (
         sa.select(n.c.id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts)
         .where(n.c.email_status == "PENDING", n.c.next_attempt_at <= sa.func.now())
-        .order_by(n.c.next_attempt_at).limit(1).with_for_update(skip_locked=True)
+        .order_by(n.c.next_attempt_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
     )
 
-    async def _deliver(self, session: AsyncSession, row: sa.Row, smtp: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP | None:
+    async def _deliver(
+        self, session: AsyncSession, row: sa.Row, smtp: aiosmtplib.SMTP | None
+    ) -> aiosmtplib.SMTP | None:
         """Send one mail on ``smtp`` (connecting if needed); returns the connection to reuse,
         or None after an error (the next mail connects afresh)."""
         message = EmailMessage()
@@ -103,16 +115,20 @@ class SmtpSender:
             delay = min(2**attempts, 300)
             log.warning("mail to %s failed (attempt %d): %r", row.email_to, attempts, exc)
             await session.execute(
-                sa.update(n).where(n.c.id == row.id).values(
-                    email_attempts=attempts, email_status=status, email_error=repr(exc)[:500],
+                sa.update(n)
+                .where(n.c.id == row.id)
+                .values(
+                    email_attempts=attempts,
+                    email_status=status,
+                    email_error=repr(exc)[:500],
                     next_attempt_at=sa.func.now() + sa.text(f"interval '{delay} seconds'"),
                 )
             )
             return None
         await session.execute(
-            sa.update(n).where(n.c.id == row.id).values(
-                email_status="SENT", email_attempts=row.email_attempts + 1, sent_at=sa.func.now()
-            )
+            sa.update(n)
+            .where(n.c.id == row.id)
+            .values(email_status="SENT", email_attempts=row.email_attempts + 1, sent_at=sa.func.now())
         )
         return smtp
 

@@ -17,7 +17,8 @@ class NotificationRepository:
         """False when this order already has a notification of this type."""
         status = "PENDING" if notification.email_to else "SKIPPED"
         result = await self._session.execute(
-            insert(notifications).values(**asdict(notification), email_status=status)
+            insert(notifications)
+            .values(**asdict(notification), email_status=status)
             .on_conflict_do_nothing(constraint="one_notification_per_order_and_type")
             .returning(notifications.c.id)
         )

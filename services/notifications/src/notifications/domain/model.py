@@ -29,18 +29,29 @@ def money(cents: int, currency: str) -> str:
     return f"{cents // 100}.{cents % 100:02d} {currency}"
 
 
-def order_confirmed(*, id: UUID, customer_id: UUID, order_id: UUID, email: str | None, total_cents: int,
-                    currency: str) -> Notification:
+def order_confirmed(
+    *, id: UUID, customer_id: UUID, order_id: UUID, email: str | None, total_cents: int, currency: str
+) -> Notification:
     return Notification(
-        id=id, customer_id=customer_id, order_id=order_id, type=ORDER_CONFIRMED, email_to=email,
+        id=id,
+        customer_id=customer_id,
+        order_id=order_id,
+        type=ORDER_CONFIRMED,
+        email_to=email,
         subject=f"Your order {str(order_id)[:8]} is confirmed",
         body=f"Thank you! Order {order_id} is confirmed and paid: {money(total_cents, currency)}.",
     )
 
 
-def order_cancelled(*, id: UUID, customer_id: UUID, order_id: UUID, email: str | None, reason: str) -> Notification:
+def order_cancelled(
+    *, id: UUID, customer_id: UUID, order_id: UUID, email: str | None, reason: str
+) -> Notification:
     return Notification(
-        id=id, customer_id=customer_id, order_id=order_id, type=ORDER_CANCELLED, email_to=email,
+        id=id,
+        customer_id=customer_id,
+        order_id=order_id,
+        type=ORDER_CANCELLED,
+        email_to=email,
         subject=f"Your order {str(order_id)[:8]} was cancelled",
         body=f"Order {order_id} was cancelled: {REASONS.get(reason, reason)}. Nothing is charged for it, and any payment taken is refunded.",
     )

@@ -37,7 +37,10 @@ async def list_notifications(
     async with request.app.state.runtime.session_factory() as session:
         rows = (
             await session.execute(
-                sa.select(n).where(n.c.customer_id == customer_id).order_by(n.c.created_at.desc()).limit(limit)
+                sa.select(n)
+                .where(n.c.customer_id == customer_id)
+                .order_by(n.c.created_at.desc())
+                .limit(limit)
             )
         ).mappings()
         return [NotificationOut.model_validate(dict(r)) for r in rows]

@@ -13,8 +13,12 @@ from notifications.service_layer.unit_of_work import NotificationsUnitOfWork
 async def notify_confirmed(event: OrderConfirmed, _: Envelope, uow: NotificationsUnitOfWork) -> None:
     await uow.notifications.add(
         model.order_confirmed(
-            id=uuid4(), customer_id=event.customer_id, order_id=event.order_id, email=event.customer_email,
-            total_cents=event.total_cents, currency=event.currency,
+            id=uuid4(),
+            customer_id=event.customer_id,
+            order_id=event.order_id,
+            email=event.customer_email,
+            total_cents=event.total_cents,
+            currency=event.currency,
         )
     )
 
@@ -22,7 +26,10 @@ async def notify_confirmed(event: OrderConfirmed, _: Envelope, uow: Notification
 async def notify_cancelled(event: OrderCancelled, _: Envelope, uow: NotificationsUnitOfWork) -> None:
     await uow.notifications.add(
         model.order_cancelled(
-            id=uuid4(), customer_id=event.customer_id, order_id=event.order_id, email=event.customer_email,
+            id=uuid4(),
+            customer_id=event.customer_id,
+            order_id=event.order_id,
+            email=event.customer_email,
             reason=event.reason,
         )
     )

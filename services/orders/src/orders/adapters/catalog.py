@@ -54,7 +54,10 @@ class HttpCatalog:
             raise CatalogUnavailable(f"the catalog could not be reached to price the order: {exc!r}") from exc
         return {
             UUID(p["id"]): PricedProduct(
-                product_id=UUID(p["id"]), sku=p["sku"], name=p["name"], price_cents=p["price_cents"],
+                product_id=UUID(p["id"]),
+                sku=p["sku"],
+                name=p["name"],
+                price_cents=p["price_cents"],
                 currency=p["currency"],
             )
             for p in response.json()["items"]

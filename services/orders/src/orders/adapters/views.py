@@ -19,23 +19,47 @@ async def order_details(
         return []
     async with sessions() as session:
         heads = (
-            await session.execute(sa.select(orders).where(orders.c.id.in_(order_ids)).order_by(orders.c.created_at.desc()))
-        ).mappings().all()
+            (
+                await session.execute(
+                    sa.select(orders).where(orders.c.id.in_(order_ids)).order_by(orders.c.created_at.desc())
+                )
+            )
+            .mappings()
+            .all()
+        )
         lines = (
-            await session.execute(
-                sa.select(order_lines).where(order_lines.c.order_id.in_(order_ids)).order_by(order_lines.c.line_no)
+            (
+                await session.execute(
+                    sa.select(order_lines)
+                    .where(order_lines.c.order_id.in_(order_ids))
+                    .order_by(order_lines.c.line_no)
+                )
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         history = (
-            await session.execute(
-                sa.select(order_history).where(order_history.c.order_id.in_(order_ids)).order_by(order_history.c.id)
+            (
+                await session.execute(
+                    sa.select(order_history)
+                    .where(order_history.c.order_id.in_(order_ids))
+                    .order_by(order_history.c.id)
+                )
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
     lines_by: dict[UUID, list[dict[str, Any]]] = defaultdict(list)
     for r in lines:
         lines_by[r["order_id"]].append(
-            {"product_id": r["product_id"], "sku": r["sku"], "name": r["name"], "quantity": r["quantity"],
-             "unit_price_cents": r["unit_price_cents"], "total_cents": r["quantity"] * r["unit_price_cents"]}
+            {
+                "product_id": r["product_id"],
+                "sku": r["sku"],
+                "name": r["name"],
+                "quantity": r["quantity"],
+                "unit_price_cents": r["unit_price_cents"],
+                "total_cents": r["quantity"] * r["unit_price_cents"],
+            }
         )
     history_by: dict[UUID, list[dict[str, Any]]] = defaultdict(list)
     for h in history:
@@ -48,7 +72,10 @@ async def customer_order_ids(
 ) -> list[UUID]:
     async with sessions() as session:
         rows = await session.execute(
-            sa.select(orders.c.id).where(orders.c.customer_id == customer_id)
-            .order_by(orders.c.created_at.desc()).limit(limit).offset(offset)
+            sa.select(orders.c.id)
+            .where(orders.c.customer_id == customer_id)
+            .order_by(orders.c.created_at.desc())
+            .limit(limit)
+            .offset(offset)
         )
         return list(rows.scalars())

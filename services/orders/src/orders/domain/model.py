@@ -99,12 +99,27 @@ class Order:
 
     @classmethod
     def place(
-        cls, *, order_id: UUID, customer_id: UUID, customer_email: str | None, lines: list[Line], currency: str,
-        at: datetime, saga_timeout: timedelta, idempotency_key: str | None = None,
+        cls,
+        *,
+        order_id: UUID,
+        customer_id: UUID,
+        customer_email: str | None,
+        lines: list[Line],
+        currency: str,
+        at: datetime,
+        saga_timeout: timedelta,
+        idempotency_key: str | None = None,
     ) -> Order:
         order = cls(
-            id=order_id, customer_id=customer_id, customer_email=customer_email, lines=lines, currency=currency,
-            status=OrderStatus.PENDING, created_at=at, updated_at=at, deadline_at=at + saga_timeout,
+            id=order_id,
+            customer_id=customer_id,
+            customer_email=customer_email,
+            lines=lines,
+            currency=currency,
+            status=OrderStatus.PENDING,
+            created_at=at,
+            updated_at=at,
+            deadline_at=at + saga_timeout,
             idempotency_key=idempotency_key,
         )
         order._record(OrderStatus.PENDING.value, at)

@@ -94,19 +94,38 @@ def _runtime(request: Request) -> Runtime:
 
 IdempotencyHeader = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=255,
-           description="Repeat a request safely: the same key and body return the first answer"),
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Repeat a request safely: the same key and body return the first answer",
+    ),
 ]
 
 
 def render(order: Order) -> dict[str, Any]:
     """The API's view of an order, from the aggregate (also stored as an idempotent answer)."""
     return OrderOut(
-        id=order.id, customer_id=order.customer_id, status=order.status.value,
-        items=[ItemOut(product_id=li.product_id, sku=li.sku, name=li.name, quantity=li.quantity,
-                       unit_price_cents=li.unit_price_cents, total_cents=li.total_cents) for li in order.lines],
-        total_cents=order.total_cents, currency=order.currency, cancel_reason=order.cancel_reason,
-        created_at=order.created_at, updated_at=order.updated_at, deadline_at=order.deadline_at,
+        id=order.id,
+        customer_id=order.customer_id,
+        status=order.status.value,
+        items=[
+            ItemOut(
+                product_id=li.product_id,
+                sku=li.sku,
+                name=li.name,
+                quantity=li.quantity,
+                unit_price_cents=li.unit_price_cents,
+                total_cents=li.total_cents,
+            )
+            for li in order.lines
+        ],
+        total_cents=order.total_cents,
+        currency=order.currency,
+        cancel_reason=order.cancel_reason,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        deadline_at=order.deadline_at,
         history=[HistoryOut(status=h.status, at=h.at, note=h.note) for h in order.history],
     ).model_dump(mode="json")
 
@@ -129,14 +148,20 @@ async def place_order(
     body: PlaceOrderIn, request: Request, who: CallerDep, idempotency_key: IdempotencyHeader = None
 ) -> JSONResponse:
     cmd = PlaceOrder(
-        order_id=uuid4(), customer_id=who.id, customer_email=who.email,
+        order_id=uuid4(),
+        customer_id=who.id,
+        customer_email=who.email,
         lines=tuple(RequestedLine(product_id=i.product_id, quantity=i.quantity) for i in body.items),
-        payment_token=body.payment_token, idempotency=_idempotency(idempotency_key, request, body),
+        payment_token=body.payment_token,
+        idempotency=_idempotency(idempotency_key, request, body),
     )
     settings = request.app.state.settings
     async with _runtime(request).uow() as uow:
         answer = await handlers.place_order(
-            cmd, uow, request.app.state.catalog, saga_timeout=timedelta(seconds=settings.saga_timeout_seconds),
+            cmd,
+            uow,
+            request.app.state.catalog,
+            saga_timeout=timedelta(seconds=settings.saga_timeout_seconds),
             render=render,
         )
     return _send(answer)
@@ -146,8 +171,12 @@ async def place_order(
 async def cancel_order(
     order_id: UUID, request: Request, who: CallerDep, idempotency_key: IdempotencyHeader = None
 ) -> JSONResponse:
-    cmd = CancelOrder(order_id=order_id, requested_by=who.id, by_admin=who.is_admin,
-                      idempotency=_idempotency(idempotency_key, request, None))
+    cmd = CancelOrder(
+        order_id=order_id,
+        requested_by=who.id,
+        by_admin=who.is_admin,
+        idempotency=_idempotency(idempotency_key, request, None),
+    )
     async with _runtime(request).uow() as uow:
         answer = await handlers.cancel_order(cmd, uow, render=render)
     return _send(answer)

@@ -76,7 +76,9 @@ async def _replay(uow: OrdersUnitOfWork, customer_id: UUID, idem: IdempotencyKey
     raise IdempotencyKeyReused(idem.key)  # claimed and released in between: treat as in use
 
 
-async def _answer(uow: OrdersUnitOfWork, customer_id: UUID, idem: IdempotencyKey | None, answer: Answer) -> Answer:
+async def _answer(
+    uow: OrdersUnitOfWork, customer_id: UUID, idem: IdempotencyKey | None, answer: Answer
+) -> Answer:
     if idem is not None:
         await uow.idempotency.record(
             customer_id=customer_id, key=idem.key, status_code=answer.status_code, response=answer.body
@@ -102,27 +104,44 @@ async def place_order(
         raise MixedCurrencies(currencies)
     lines = [
         Line(
-            product_id=line.product_id, sku=priced[line.product_id].sku, name=priced[line.product_id].name,
-            quantity=line.quantity, unit_price_cents=priced[line.product_id].price_cents,
+            product_id=line.product_id,
+            sku=priced[line.product_id].sku,
+            name=priced[line.product_id].name,
+            quantity=line.quantity,
+            unit_price_cents=priced[line.product_id].price_cents,
         )
         for line in cmd.lines
     ]
     order = Order.place(
-        order_id=cmd.order_id, customer_id=cmd.customer_id, customer_email=cmd.customer_email, lines=lines,
-        currency=currencies.pop(), at=_now(), saga_timeout=saga_timeout,
+        order_id=cmd.order_id,
+        customer_id=cmd.customer_id,
+        customer_email=cmd.customer_email,
+        lines=lines,
+        currency=currencies.pop(),
+        at=_now(),
+        saga_timeout=saga_timeout,
         idempotency_key=cmd.idempotency.key if cmd.idempotency else None,
     )
     await uow.orders.add(order)
     await uow.publish(
         OrderPlaced(
-            order_id=order.id, customer_id=order.customer_id, customer_email=order.customer_email,
+            order_id=order.id,
+            customer_id=order.customer_id,
+            customer_email=order.customer_email,
             lines=tuple(
-                OrderLine(product_id=li.product_id, sku=li.sku, quantity=li.quantity,
-                          unit_price_cents=li.unit_price_cents)
+                OrderLine(
+                    product_id=li.product_id,
+                    sku=li.sku,
+                    quantity=li.quantity,
+                    unit_price_cents=li.unit_price_cents,
+                )
                 for li in order.lines
             ),
-            total_cents=order.total_cents, currency=order.currency, payment_token=cmd.payment_token,
-            placed_at=order.created_at, idempotency_key=order.idempotency_key,
+            total_cents=order.total_cents,
+            currency=order.currency,
+            payment_token=cmd.payment_token,
+            placed_at=order.created_at,
+            idempotency_key=order.idempotency_key,
         ),
         aggregate_id=order.id,
     )
@@ -163,7 +182,9 @@ async def on_stock_reserved(event: StockReserved, _: Envelope, uow: OrdersUnitOf
         await uow.orders.save(order)
 
 
-async def on_stock_reservation_failed(event: StockReservationFailed, _: Envelope, uow: OrdersUnitOfWork) -> None:
+async def on_stock_reservation_failed(
+    event: StockReservationFailed, _: Envelope, uow: OrdersUnitOfWork
+) -> None:
     await _cancel(event.order_id, CancelReason.OUT_OF_STOCK, uow)
 
 
@@ -184,8 +205,12 @@ async def on_payment_captured(event: PaymentCaptured, _: Envelope, uow: OrdersUn
         return
     await uow.publish(
         OrderConfirmed(
-            order_id=order.id, customer_id=order.customer_id, customer_email=order.customer_email,
-            lines=_stock_lines(order), total_cents=order.total_cents, currency=order.currency,
+            order_id=order.id,
+            customer_id=order.customer_id,
+            customer_email=order.customer_email,
+            lines=_stock_lines(order),
+            total_cents=order.total_cents,
+            currency=order.currency,
         ),
         aggregate_id=order.id,
     )
@@ -210,8 +235,12 @@ async def _publish_cancelled(order: Order, uow: OrdersUnitOfWork) -> None:
     assert order.cancel_reason is not None
     await uow.publish(
         OrderCancelled(
-            order_id=order.id, customer_id=order.customer_id, customer_email=order.customer_email,
-            lines=_stock_lines(order), reason=order.cancel_reason, total_cents=order.total_cents,
+            order_id=order.id,
+            customer_id=order.customer_id,
+            customer_email=order.customer_email,
+            lines=_stock_lines(order),
+            reason=order.cancel_reason,
+            total_cents=order.total_cents,
             currency=order.currency,
         ),
         aggregate_id=order.id,
@@ -222,9 +251,18 @@ def _stock_lines(order: Order) -> tuple[StockLine, ...]:
     return tuple(StockLine(product_id=li.product_id, quantity=li.quantity) for li in order.lines)
 
 
-async def on_product_priced(event: ProductCreated | ProductUpdated, _: Envelope, uow: OrdersUnitOfWork) -> None:
-    await uow.prices.put(PricedProduct(product_id=event.product_id, sku=event.sku, name=event.name,
-                                       price_cents=event.price_cents, currency=event.currency))
+async def on_product_priced(
+    event: ProductCreated | ProductUpdated, _: Envelope, uow: OrdersUnitOfWork
+) -> None:
+    await uow.prices.put(
+        PricedProduct(
+            product_id=event.product_id,
+            sku=event.sku,
+            name=event.name,
+            price_cents=event.price_cents,
+            currency=event.currency,
+        )
+    )
 
 
 HANDLERS = {

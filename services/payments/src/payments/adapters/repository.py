@@ -18,8 +18,13 @@ class PaymentRepository:
     async def get_or_start(self, *, order_id: UUID) -> Payment:
         """The order's payment, locked; created AWAITING if this is the first we hear of it."""
         await self._session.execute(
-            _START, {"order_id": order_id, "payment_id": uuid4(), "status": PaymentStatus.AWAITING.value,
-                     "stock_reserved": False}
+            _START,
+            {
+                "order_id": order_id,
+                "payment_id": uuid4(),
+                "status": PaymentStatus.AWAITING.value,
+                "stock_reserved": False,
+            },
         )
         row = (await self._session.execute(_LOCK, {"order_id": order_id})).mappings().one()
         values = {k: row[k] for k in Payment.__dataclass_fields__}

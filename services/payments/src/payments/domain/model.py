@@ -36,7 +36,9 @@ class Payment:
 
     @property
     def ready_to_charge(self) -> bool:
-        return self.status is PaymentStatus.AWAITING and self.stock_reserved and self.payment_token is not None
+        return (
+            self.status is PaymentStatus.AWAITING and self.stock_reserved and self.payment_token is not None
+        )
 
     def charge_key(self) -> str:
         """The provider's idempotency key: one charge per order, whatever is redelivered.

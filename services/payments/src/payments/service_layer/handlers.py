@@ -34,7 +34,9 @@ async def record_order(event: OrderPlaced, uow: PaymentsUnitOfWork, provider: Pa
     await _charge_if_ready(payment, uow, provider)
 
 
-async def record_reservation(event: StockReserved, uow: PaymentsUnitOfWork, provider: PaymentProvider) -> None:
+async def record_reservation(
+    event: StockReserved, uow: PaymentsUnitOfWork, provider: PaymentProvider
+) -> None:
     payment = await uow.payments.get_or_start(order_id=event.order_id)
     payment.stock_reserved = True
     await _charge_if_ready(payment, uow, provider)
@@ -56,21 +58,27 @@ async def refund_or_void(event: OrderCancelled, uow: PaymentsUnitOfWork, provide
             await uow.payments.save(payment)
             return
         payment.captured(earlier.operation_id)
-        payment.amount_cents = payment.amount_cents if payment.amount_cents is not None else earlier.amount_cents
+        payment.amount_cents = (
+            payment.amount_cents if payment.amount_cents is not None else earlier.amount_cents
+        )
         payment.currency = payment.currency or earlier.currency
     if payment.status is PaymentStatus.CAPTURED:
         assert payment.provider_charge_id and payment.amount_cents is not None and payment.currency
         result = await provider.refund(
-            idempotency_key=f"refund:{payment.order_id}", charge_id=payment.provider_charge_id,
-            amount_cents=payment.amount_cents, currency=payment.currency,
+            idempotency_key=f"refund:{payment.order_id}",
+            charge_id=payment.provider_charge_id,
+            amount_cents=payment.amount_cents,
+            currency=payment.currency,
         )
         if not result.approved:
             raise RefundDeclined(f"refund of order {payment.order_id} declined: {result.decline_code}")
         payment.refunded(result.operation_id)
         await uow.publish(
             PaymentRefunded(
-                order_id=payment.order_id, payment_id=payment.payment_id,
-                amount_cents=payment.amount_cents, currency=payment.currency,
+                order_id=payment.order_id,
+                payment_id=payment.payment_id,
+                amount_cents=payment.amount_cents,
+                currency=payment.currency,
             ),
             aggregate_id=payment.order_id,
         )
@@ -81,21 +89,28 @@ async def _charge_if_ready(payment: Payment, uow: PaymentsUnitOfWork, provider: 
     if payment.ready_to_charge:
         assert payment.payment_token and payment.amount_cents is not None and payment.currency
         result = await provider.charge(
-            idempotency_key=payment.charge_key(), token=payment.payment_token,
-            amount_cents=payment.amount_cents, currency=payment.currency,
+            idempotency_key=payment.charge_key(),
+            token=payment.payment_token,
+            amount_cents=payment.amount_cents,
+            currency=payment.currency,
         )
         if result.approved:
             payment.captured(result.operation_id)
             await uow.publish(
                 PaymentCaptured(
-                    order_id=payment.order_id, payment_id=payment.payment_id,
-                    amount_cents=payment.amount_cents, currency=payment.currency,
+                    order_id=payment.order_id,
+                    payment_id=payment.payment_id,
+                    amount_cents=payment.amount_cents,
+                    currency=payment.currency,
                 ),
                 aggregate_id=payment.order_id,
             )
         else:
             payment.failed(f"{PAYMENT_DECLINED}:{result.decline_code}")
-            await uow.publish(PaymentFailed(order_id=payment.order_id, reason=PAYMENT_DECLINED), aggregate_id=payment.order_id)
+            await uow.publish(
+                PaymentFailed(order_id=payment.order_id, reason=PAYMENT_DECLINED),
+                aggregate_id=payment.order_id,
+            )
     await uow.payments.save(payment)
 
 
