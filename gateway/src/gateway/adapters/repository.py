@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -15,7 +16,7 @@ from gateway.domain.errors import EmailAlreadyRegistered
 from gateway.domain.model import Role, User
 
 
-def _to_user(row: sa.Row) -> User:
+def _to_user(row: sa.Row[*tuple[Any, ...]]) -> User:
     return User(
         id=row.id,
         email=row.email,

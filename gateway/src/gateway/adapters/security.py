@@ -23,10 +23,12 @@ class Argon2Hasher:
     """
 
     def __init__(self, *, time_cost: int | None = None, memory_cost: int | None = None) -> None:
-        params = {
-            k: v for k, v in {"time_cost": time_cost, "memory_cost": memory_cost}.items() if v is not None
-        }
-        self._argon2 = Argon2(type=Type.ID, **params)
+        defaults = Argon2()
+        self._argon2 = Argon2(
+            type=Type.ID,
+            time_cost=defaults.time_cost if time_cost is None else time_cost,
+            memory_cost=defaults.memory_cost if memory_cost is None else memory_cost,
+        )
         self._decoy = self._argon2.hash("decoy password, never matches")
 
     async def hash(self, password: str) -> str:

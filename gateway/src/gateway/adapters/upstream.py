@@ -86,7 +86,6 @@ class Upstreams:
     ) -> httpx.Response:
         url = self._base_urls[service] + path
         attempts = 2 if (method == "GET" if retry is None else retry) else 1
-        extra = {} if timeout is None else {"timeout": timeout}
         started = time.perf_counter()
         status = "unavailable"
         with _tracer.start_as_current_span(
@@ -105,7 +104,12 @@ class Upstreams:
                 for attempt in range(1, attempts + 1):
                     try:
                         response = await self._clients[service].request(
-                            method, url, params=params, json=json, headers=outgoing, **extra
+                            method,
+                            url,
+                            params=params,
+                            json=json,
+                            headers=outgoing,
+                            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
                         )
                         status = str(response.status_code)
                         span.set_attribute("http.response.status_code", response.status_code)

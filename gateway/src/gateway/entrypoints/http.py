@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, cast
 from uuid import UUID, uuid4
 
 import httpx
@@ -47,15 +48,15 @@ class NotAuthenticated(Exception):
 # Dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
 # which cost the gateway ~14 % of its CPU under load (bench/results/profile).
 async def _bus(request: Request) -> MessageBus:
-    return request.app.state.bus
+    return cast(MessageBus, request.app.state.bus)
 
 
 async def _upstreams(request: Request) -> Upstreams:
-    return request.app.state.upstreams
+    return cast(Upstreams, request.app.state.upstreams)
 
 
 async def _tokens(request: Request) -> TokenIssuer:
-    return request.app.state.tokens
+    return cast(TokenIssuer, request.app.state.tokens)
 
 
 Bus = Annotated[MessageBus, Depends(_bus)]
@@ -73,7 +74,7 @@ async def _principal(
     return tokens.decode(credentials.credentials)  # raises InvalidToken -> 401
 
 
-def _requires(*roles: Role):
+def _requires(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     async def check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
         if principal.role not in roles:
             raise HTTPException(403, f"this route needs the {' or '.join(r.value for r in roles)} role")

@@ -18,7 +18,8 @@ class UserRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
-    users: UserRepository
+    @property
+    def users(self) -> UserRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -265,12 +265,13 @@ class OutboxRelay:
         ):
             headers = [("event_type", row.envelope["event_type"].encode())]
             headers += [(k, v.encode()) for k, v in tracing.current_carrier().items()]
-            return await self._producer.send(
+            sent: asyncio.Future[Any] = await self._producer.send(
                 row.topic,
                 key=row.key.encode(),
                 value=_json_bytes(row.envelope),
                 headers=headers,
             )
+            return sent
 
     async def _observe_backlog(self) -> None:
         count, oldest = await backlog(self._session_factory)

@@ -81,7 +81,7 @@ async def _replay(
     runtime = _runtime(request)
     if not runtime.kafka_connected:
         raise HTTPException(503, "Kafka is not reachable; nothing was replayed", headers={"Retry-After": "5"})
-    done = []
+    done: list[int] = []
     async with runtime.session_factory() as session, session.begin():
         rows = (
             await session.execute(

@@ -22,6 +22,8 @@ def upgrade(database_url: str, script_location: Path, revision: str = "head") ->
 def run_env(target_metadata: MetaData) -> None:
     """Body of every service's ``migrations/env.py`` (online, async engine)."""
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: sqlalchemy.url is not set")
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
         with context.begin_transaction():

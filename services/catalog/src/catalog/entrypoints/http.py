@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, cast
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request
@@ -53,8 +53,8 @@ class ProductPage(BaseModel):
     page_size: int
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+def _runtime(request: Request) -> Runtime[Any]:
+    return cast("Runtime[Any]", request.app.state.runtime)
 
 
 @router.post("/products", status_code=201, response_model=ProductOut)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -33,8 +33,8 @@ class InvalidIds(ValueError):
     pass
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+def _runtime(request: Request) -> Runtime[Any]:
+    return cast("Runtime[Any]", request.app.state.runtime)
 
 
 @router.put("/inventory/{product_id}", response_model=StockLevel)

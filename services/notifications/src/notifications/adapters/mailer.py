@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
 import sqlalchemy as sa
@@ -95,7 +96,7 @@ class SmtpSender:
     )
 
     async def _deliver(
-        self, session: AsyncSession, row: sa.Row, smtp: aiosmtplib.SMTP | None
+        self, session: AsyncSession, row: sa.Row[*tuple[Any, ...]], smtp: aiosmtplib.SMTP | None
     ) -> aiosmtplib.SMTP | None:
         """Send one mail on ``smtp`` (connecting if needed); returns the connection to reuse,
         or None after an error (the next mail connects afresh)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from uuid import uuid4
 
 from emporium_events.contracts import OrderCancelled, OrderConfirmed
@@ -35,7 +36,7 @@ async def notify_cancelled(event: OrderCancelled, _: Envelope, uow: Notification
     )
 
 
-HANDLERS = {
+HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
     OrderConfirmed.event_type: notify_confirmed,
     OrderCancelled.event_type: notify_cancelled,
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -163,7 +163,7 @@ class IdempotencyKeys:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def find(self, *, customer_id: UUID, key: str) -> sa.Row[Any] | None:
+    async def find(self, *, customer_id: UUID, key: str) -> sa.Row[*tuple[Any, ...]] | None:
         return (
             await self._session.execute(
                 sa.select(
@@ -200,7 +200,7 @@ class IdempotencyKeys:
         result = await self._session.execute(
             sa.delete(idempotency_keys).where(idempotency_keys.c.created_at < older_than)
         )
-        return result.rowcount or 0
+        return cast(sa.CursorResult[Any], result).rowcount or 0
 
 
 class CatalogPrices:

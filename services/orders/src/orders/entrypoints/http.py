@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
@@ -88,8 +88,8 @@ class OrderOut(BaseModel):
     history: list[HistoryOut]
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+def _runtime(request: Request) -> Runtime[Any]:
+    return cast("Runtime[Any]", request.app.state.runtime)
 
 
 IdempotencyHeader = Annotated[

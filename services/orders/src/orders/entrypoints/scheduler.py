@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from orders.service_layer import handlers
@@ -11,7 +11,9 @@ from orders.service_layer.unit_of_work import OrdersUnitOfWork
 BATCH = 100
 
 
-def saga_deadline_sweep(uow_factory: Callable[[], OrdersUnitOfWork], *, key_retention: timedelta):
+def saga_deadline_sweep(
+    uow_factory: Callable[[], OrdersUnitOfWork], *, key_retention: timedelta
+) -> Callable[[], Awaitable[int]]:
     """Cancels (TIMEOUT) every order past its deadline. Safe with N replicas: overdue orders are
     claimed with ``SKIP LOCKED``."""
 

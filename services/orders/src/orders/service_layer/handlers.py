@@ -7,7 +7,7 @@ repeated reply changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -265,7 +265,7 @@ async def on_product_priced(
     )
 
 
-HANDLERS = {
+HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
     ProductCreated.event_type: on_product_priced,
     ProductUpdated.event_type: on_product_priced,
     StockReserved.event_type: on_stock_reserved,
