@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV := uv run --frozen
 PYTEST_FLAGS ?= -q
 
-.PHONY: bootstrap run test unit contract e2e faults bench lint-imports contract-snapshots clean
+.PHONY: bootstrap run test lint unit contract e2e faults bench lint-imports contract-snapshots clean
 
 bootstrap:
 	@devstack/bin/bootstrap
@@ -12,7 +12,7 @@ bootstrap:
 run: bootstrap ## the whole system on http://127.0.0.1:8000 with demo data; Ctrl-C stops it
 	@$(UV) python -m emporium_devstack run
 
-test: bootstrap lint-imports ## every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
+test: bootstrap lint ## the checks, then every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
 	@$(UV) pytest $(PYTEST_FLAGS) libs services gateway tests/contract tests/e2e tests/faults
 
 unit: bootstrap
@@ -31,6 +31,11 @@ faults: bootstrap ## every fault scenario against the real stack; prints the inv
 
 bench: bootstrap ## open-loop benchmark + references; writes bench/results/{report.md,results.json,*.png}
 	@$(UV) python bench/run.py $(BENCH_FLAGS)
+
+lint: bootstrap lint-imports ## ruff (lint and format), mypy --strict, import boundaries
+	@$(UV) ruff check --quiet .
+	@$(UV) ruff format --check --quiet .
+	@$(UV) mypy
 
 lint-imports:
 	@$(UV) lint-imports --no-cache
