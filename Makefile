@@ -1,6 +1,8 @@
 # Emporium: the two commands are `make run` and `make test`; both install what they need.
 SHELL := /bin/bash
-export PATH := $(HOME)/.local/bin:$(PATH)
+# uv: the one on PATH, else the private copy the bootstrap installs (devstack/bin/bootstrap).
+export PATH := $(PATH):$(CURDIR)/.cache/tools/bin
+export UV_PYTHON_DOWNLOADS := never
 UV := uv run --frozen
 PYTEST_FLAGS ?= -q
 
@@ -13,7 +15,7 @@ run: bootstrap ## the whole system on http://127.0.0.1:8000 with demo data; Ctrl
 	@$(UV) python -m emporium_devstack run
 
 test: bootstrap lint ## the checks, then every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
-	@$(UV) pytest $(PYTEST_FLAGS) libs services gateway tests/contract tests/e2e tests/faults
+	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests libs services gateway tests/contract tests/e2e tests/faults
 
 unit: bootstrap
 	@for p in catalog inventory orders payments notifications; do \
