@@ -23,12 +23,26 @@ import pytest
 
 from emporium_devstack.testing import repo_root
 
-SYSTEM_PYTHON = Path("/usr/bin/python3.11")
-ENSUREPIP = Path("/usr/lib/python3.11/ensurepip")
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def _system_python_version() -> tuple[int, int] | None:
+    if not SYSTEM_PYTHON.exists():
+        return None
+    out = subprocess.run(
+        [str(SYSTEM_PYTHON), "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True
+    ).stdout.split()
+    return (int(out[0]), int(out[1])) if len(out) == 2 else None
+
+
+SYSTEM_VERSION = _system_python_version()
+ENSUREPIP = Path(f"/usr/lib/python{'.'.join(map(str, SYSTEM_VERSION or ()))}/ensurepip")
 
 pytestmark = pytest.mark.skipif(
-    not SYSTEM_PYTHON.exists() or not sys.platform.startswith("linux"),
-    reason="needs the distribution's Python 3.11 at /usr/bin/python3.11 (Debian 12)",
+    not sys.platform.startswith("linux")
+    or SYSTEM_VERSION is None
+    or not (3, 11) <= SYSTEM_VERSION <= (3, 13),
+    reason="needs a distribution's Python 3.11 to 3.13 at /usr/bin/python3 (Debian 12 and 13, Ubuntu 24.04)",
 )
 
 
@@ -145,7 +159,7 @@ def test_the_bootstrap_makes_a_working_environment_on_the_distributions_python_w
     first = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"into .cache/tools ({installed_with})" in first.stdout, first.stdout
-    assert "virtualenv .venv on Python 3.11" in first.stdout and f"({SYSTEM_PYTHON};" in first.stdout
+    assert f"({SYSTEM_PYTHON}; set UV_PYTHON" in first.stdout, first.stdout
     assert (project / ".cache/tools/bin/uv").exists() and not (project / ".cache/tools/uv.partial").exists()
     assert not any((scratch / "home").iterdir()), "the bootstrap wrote into the home directory"
 
@@ -162,7 +176,7 @@ def test_the_bootstrap_makes_a_working_environment_on_the_distributions_python_w
     )
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert seen["base_prefix"] == "/usr" and seen["version"] == [3, 11]
+    assert seen["base_prefix"] == "/usr" and tuple(seen["version"]) == SYSTEM_VERSION
     for name, member in packages.items():
         assert seen["files"][name].startswith(str(project / member)), (name, seen["files"][name])
     assert any((project / ".cache").glob("kafka-*/libs/kafka_2.13-*.jar")), "no Kafka broker jars"
