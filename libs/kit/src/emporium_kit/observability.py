@@ -13,6 +13,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,11 +23,16 @@ _configured = False
 
 
 def configure(service: str, *, log_level: str = "INFO") -> None:
-    """Logging and the OpenTelemetry SDK, once per process.
+    """Logging and the OpenTelemetry SDK, once per process, from the standard ``OTEL_*`` variables.
 
-    Spans are exported to stdout when ``EMPORIUM_TRACE_CONSOLE=1``; otherwise they are still
-    created, so ``traceparent`` flows through HTTP and Kafka, and any OTLP exporter can be
-    added by the deployment.
+    - ``OTEL_SDK_DISABLED=true``: no SDK at all (no spans, no trace context on the wire).
+    - ``OTEL_SERVICE_NAME`` (default: the service's own name), ``OTEL_RESOURCE_ATTRIBUTES``.
+    - ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG``; default ``parentbased_traceidratio``
+      with 1.0, so a sampled gateway request keeps its whole order sampled in every service.
+    - ``OTEL_TRACES_EXPORTER``: ``otlp`` (OTLP over HTTP/protobuf, to ``OTEL_EXPORTER_OTLP_ENDPOINT``
+      or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``), ``console``, ``none``, or several, comma-separated.
+      Default: ``otlp`` when an OTLP endpoint is set, else ``none`` (spans are still made, so trace
+      context still flows through HTTP and Kafka). Batching follows ``OTEL_BSP_*``.
     """
     global _configured
     if _configured:
@@ -39,10 +45,30 @@ def configure(service: str, *, log_level: str = "INFO") -> None:
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    if os.environ.get("EMPORIUM_TRACE_CONSOLE") == "1":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    trace.set_tracer_provider(provider)
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return
+    trace.set_tracer_provider(_tracer_provider(service))
+
+
+def _tracer_provider(service: str) -> TracerProvider:
+    env = os.environ
+    resource = Resource.create({} if env.get("OTEL_SERVICE_NAME") else {"service.name": service})
+    sampler = None if env.get("OTEL_TRACES_SAMPLER") else ParentBased(TraceIdRatioBased(1.0))
+    provider = TracerProvider(resource=resource, sampler=sampler)  # None: the SDK reads the variables
+    has_endpoint = bool(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    names = env.get("OTEL_TRACES_EXPORTER") or ("otlp" if has_endpoint else "none")
+    for name in (n.strip().lower() for n in names.split(",")):
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        elif name == "console":
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        elif name not in ("none", ""):
+            logging.getLogger(__name__).warning("OTEL_TRACES_EXPORTER: unknown exporter %r ignored", name)
+    return provider
 
 
 _REQUEST_SECONDS: dict[str, Histogram] = {}
@@ -98,6 +124,9 @@ class _Observe:
             finally:
                 span.set_attribute("http.response.status_code", status)
                 route = getattr(scope.get("route"), "path", "unmatched")
+                if route != "unmatched":  # semantic conventions: "{method} {route}", low cardinality
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
                 self._seconds.labels(method, route, str(status)).observe(time.perf_counter() - started)
 
 
