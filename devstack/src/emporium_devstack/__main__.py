@@ -1,8 +1,9 @@
 """``python -m emporium_devstack run``: the whole system on this machine (the body of `make run`).
 
 Kafka, PostgreSQL, an SMTP sink, the five services and the gateway on 127.0.0.1:8000
-(``GATEWAY_PORT`` overrides), plus a demo catalog (``--no-demo`` skips it). Ctrl-C or SIGTERM
-stops everything and exits 0.
+(``GATEWAY_PORT`` overrides), plus a demo catalog (``--no-demo`` skips it), and Jaeger receiving
+every process's spans (``EMPORIUM_OBSERVE=0`` leaves it out). Ctrl-C or SIGTERM stops everything
+and exits 0.
 
 State lives in ``$EMPORIUM_CACHE`` (default ``<repo>/.cache``): ``kafka-<version>/`` (jars) and
 ``stack/`` (Kafka and PostgreSQL data, mail, logs), kept across runs.
@@ -44,6 +45,10 @@ def _summary(stack: Stack, started_in: float, seed_time: float | None, products:
     for name in stack.names:
         lines.append(f"  db {name:<11} {stack.database_url(name)}")
     lines.append(f"smtp sink       127.0.0.1:{stack.smtp_port} -> {stack.maildir}")
+    if stack.jaeger is not None:
+        lines.append(
+            f"jaeger          {stack.jaeger.ui_url}   (traces; OTLP in at {stack.jaeger.otlp_http_endpoint})"
+        )
     lines.append(f"logs            {stack.log_dir}")
     if stack.include_gateway:
         lines.append(f"admin           {stack.admin_email} / {stack.admin_password}")
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         gateway_port=gateway_port,
         fast_postgres=args.fast_postgres,
         wait_for=args.wait_for,
+        observe=os.environ.get("EMPORIUM_OBSERVE", "1") != "0",
     )
     t0 = time.monotonic()
     _say(f"starting Emporium from {root} (state in {work_dir})")

@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Literal
 
+from .jaeger import Jaeger, ensure_jaeger
 from .kafka import KafkaBroker, ensure_kafka_libs
 from .ports import free_port, port_open
 from .postgres import PostgresCluster
@@ -293,6 +294,9 @@ class Stack:
       wait_for        "gateway" (its /readyz, which covers all services), "services" (each
                       service's /readyz) or "none"
       include_gateway None = only if gateway/src/gateway/__main__.py exists
+      observe         also run Jaeger (built once into ``cache_dir``) and export every
+                      process's spans to it over OTLP (``OTEL_EXPORTER_OTLP_ENDPOINT``), unless
+                      the environment already names an OTLP endpoint
     """
 
     def __init__(
@@ -317,6 +321,7 @@ class Stack:
         log_level: str | None = None,
         wait_for: Literal["gateway", "services", "none"] = "gateway",
         include_gateway: bool | None = None,
+        observe: bool = False,
     ) -> None:
         self.root = Path(root).resolve()
         self.cache_dir = Path(cache_dir).resolve()
@@ -339,6 +344,7 @@ class Stack:
             wait_for = "services"
         self.wait_for = wait_for
         self.free_ports = free_ports
+        self.observe = observe
 
         if free_ports:
             self.ports = {name: free_port() for name in (GATEWAY, *SERVICES)}
@@ -352,6 +358,7 @@ class Stack:
         self.kafka: KafkaBroker | None = None
         self.postgres: PostgresCluster | None = None
         self.smtp: ServiceProcess | None = None
+        self.jaeger: Jaeger | None = None
         self.services: dict[str, ServiceProcess] = {}
         self.timings: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -425,6 +432,7 @@ class Stack:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="stack")
         try:
             kafka_future = pool.submit(self._start_kafka, timeout) if not self.external_kafka else None
+            jaeger_future = pool.submit(self._start_jaeger, timeout) if self.observe else None
             self._start_smtp()
             self._start_postgres(timeout)
             self._migrate(pool)
@@ -435,6 +443,8 @@ class Stack:
                 t = time.monotonic()
                 kafka_future.result()
                 self.timings["kafka_wait"] = time.monotonic() - t
+            if jaeger_future is not None:
+                jaeger_future.result()
         finally:
             pool.shutdown(wait=True)
 
@@ -461,6 +471,11 @@ class Stack:
                     proc.signal(signal.SIGKILL)
                     proc._wait(None)
                 proc._reap()
+        if self.jaeger is not None:
+            try:
+                self.jaeger.stop()
+            except Exception as exc:
+                errors.append(f"jaeger: {exc}")
         if self.smtp is not None:
             try:
                 self.smtp.terminate(timeout=5)
@@ -496,6 +511,27 @@ class Stack:
                 f"ports already in use on 127.0.0.1: {', '.join(busy)} (another stack running? "
                 "stop it, or use free_ports=True / other ports)"
             )
+
+    def _start_jaeger(self, timeout: float) -> None:
+        t = time.monotonic()
+        binary = ensure_jaeger(self.cache_dir)
+        self.timings["jaeger_build"] = time.monotonic() - t
+
+        # The usual ports when they are free (make run), else free ones.
+        def usual(port: int) -> int | None:
+            return None if self.free_ports or port_open("127.0.0.1", port) else port
+
+        jaeger = Jaeger(
+            binary=binary,
+            data_dir=self.work_dir / "jaeger",
+            ui_port=usual(16686),
+            otlp_grpc_port=usual(4317),
+            otlp_http_port=usual(4318),
+        )
+        t = time.monotonic()
+        jaeger.start(timeout=timeout)
+        self.jaeger = jaeger
+        self.timings["jaeger"] = time.monotonic() - t
 
     def _start_kafka(self, timeout: float) -> None:
         t = time.monotonic()
@@ -629,6 +665,10 @@ class Stack:
     def _base_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        if self.jaeger is not None and not (
+            env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        ):
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.jaeger.otlp_http_endpoint
         return env
 
     def _jwt_secret(self) -> str:
