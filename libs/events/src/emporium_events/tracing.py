@@ -30,3 +30,15 @@ def carrier_from_headers(headers: Iterable[tuple[str, bytes]] | None) -> dict[st
             except UnicodeDecodeError:
                 continue
     return carrier
+
+
+def current_trace_id() -> str | None:
+    """The current trace's id as 32 hex digits (as Jaeger shows it), or None outside a trace."""
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else None
+
+
+def link_to(carrier: dict[str, str]) -> trace.Link | None:
+    """A span link to the span that ``carrier`` names (the producer of a record), if any."""
+    span_context = trace.get_current_span(context_from_carrier(carrier)).get_span_context()
+    return trace.Link(span_context) if span_context.is_valid else None

@@ -13,11 +13,14 @@ from typing import Any
 
 import aiosmtplib
 import sqlalchemy as sa
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from emporium_events import tracing
 from notifications.adapters.orm import notifications as n
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("emporium.notifications.mail")
 
 MAX_ATTEMPTS = 10
 
@@ -88,7 +91,7 @@ class SmtpSender:
                 await _close(smtp)
 
     _next_due = (
-        sa.select(n.c.id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts)
+        sa.select(n.c.id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts, n.c.trace_headers)
         .where(n.c.email_status == "PENDING", n.c.next_attempt_at <= sa.func.now())
         .order_by(n.c.next_attempt_at)
         .limit(1)
@@ -99,7 +102,27 @@ class SmtpSender:
         self, session: AsyncSession, row: sa.Row[*tuple[Any, ...]], smtp: aiosmtplib.SMTP | None
     ) -> aiosmtplib.SMTP | None:
         """Send one mail on ``smtp`` (connecting if needed); returns the connection to reuse,
-        or None after an error (the next mail connects afresh)."""
+        or None after an error (the next mail connects afresh). The span joins the trace of the
+        event that asked for the mail (the order's trace)."""
+        with _tracer.start_as_current_span(
+            "send email",
+            context=tracing.context_from_carrier(row.trace_headers),
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "network.protocol.name": "smtp",
+                "server.address": self._host,
+                "server.port": self._port,
+                "emporium.notification.id": str(row.id),
+            },
+        ) as span:
+            smtp = await self._send_one(session, row, smtp)
+            if smtp is None:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, "not delivered; retried later"))
+            return smtp
+
+    async def _send_one(
+        self, session: AsyncSession, row: sa.Row[*tuple[Any, ...]], smtp: aiosmtplib.SMTP | None
+    ) -> aiosmtplib.SMTP | None:
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = self._from, row.email_to, row.subject
         message.set_content(row.body)

@@ -1,4 +1,5 @@
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData()
 
@@ -18,4 +19,6 @@ notifications = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
+    # The W3C trace context of the event that asked for the mail: its sending joins that trace.
+    sa.Column("trace_headers", JSONB),
 )

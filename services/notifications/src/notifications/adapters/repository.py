@@ -5,6 +5,7 @@ from dataclasses import asdict
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from emporium_events import tracing
 from notifications.adapters.orm import notifications
 from notifications.domain.model import Notification
 
@@ -18,7 +19,7 @@ class NotificationRepository:
         status = "PENDING" if notification.email_to else "SKIPPED"
         result = await self._session.execute(
             insert(notifications)
-            .values(**asdict(notification), email_status=status)
+            .values(**asdict(notification), email_status=status, trace_headers=tracing.current_carrier())
             .on_conflict_do_nothing(constraint="one_notification_per_order_and_type")
             .returning(notifications.c.id)
         )

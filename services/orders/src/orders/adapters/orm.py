@@ -17,6 +17,8 @@ orders = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("idempotency_key", sa.Text),
+    # The trace of the request that placed the order (the order's one trace, see DESIGN.md).
+    sa.Column("trace_id", sa.Text),
 )
 
 order_lines = sa.Table(

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from emporium_events import tracing
 from orders.adapters.catalog import PricedProduct
 from orders.adapters.orm import catalog_prices, idempotency_keys, order_history, order_lines, orders
 from orders.domain.model import HistoryEntry, Line, Order, OrderStatus
@@ -33,6 +34,7 @@ class OrderRepository:
                 updated_at=order.updated_at,
                 deadline_at=order.deadline_at,
                 idempotency_key=order.idempotency_key,
+                trace_id=tracing.current_trace_id(),
             )
         )
         await self._session.execute(

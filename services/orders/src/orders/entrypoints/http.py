@@ -86,6 +86,10 @@ class OrderOut(BaseModel):
     updated_at: datetime
     deadline_at: datetime | None = None
     history: list[HistoryOut]
+    trace_id: str | None = Field(
+        default=None,
+        description="The order's trace (32 hex digits), to look up in Jaeger; null if it was not traced",
+    )
 
 
 def _runtime(request: Request) -> Runtime[Any]:
