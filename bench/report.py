@@ -169,6 +169,26 @@ def markdown(results: dict[str, Any], images: list[str]) -> str:
             f"{results['at_70']['consumer_lag_after']}; outbox backlog: {results['at_70']['outbox_backlog_after']}.",
             "",
         ]
+    tracing = results.get("tracing") or {}
+    if tracing.get("exporter_on") and tracing.get("exporter_off"):
+        off, on = tracing["exporter_off"]["cpu_ms_per_order"], tracing["exporter_on"]["cpu_ms_per_order"]
+        ours = [name for name in off if name not in ("load generator", "jaeger")]
+        total_off, total_on = sum(off[n] for n in ours), sum(on.get(n, 0.0) for n in ours)
+        lines += [
+            f"### What tracing costs (fresh stacks at {tracing['rate']} orders/s)",
+            "",
+            _row(["process", "exporter off", "exporter on (sampling 1.0)"]),
+            _row(["---", "---", "---"]),
+        ]
+        lines += [_row([name, off[name], on.get(name)]) for name in ours]
+        lines += [
+            _row(["**total (ours, PostgreSQL, Kafka)**", round(total_off, 2), round(total_on, 2)]),
+            _row(["jaeger (the backend itself)", "—", on.get("jaeger")]),
+            "",
+            f"Exporting every span added {round((total_on / total_off - 1) * 100, 1)} % CPU per order "
+            "(CPU ms per order; off = spans made but not exported, as without an OTLP endpoint).",
+            "",
+        ]
     for key, name in (("at_50", "50 %"), ("at_70", "70 %")):
         if (results.get(key) or {}).get("hops_ms"):
             import hops

@@ -34,6 +34,7 @@ import hops
 import loadgen
 import report
 
+from emporium_devstack.jaeger import jaeger_built
 from emporium_devstack.stack import SERVICES, Stack
 from emporium_devstack.testing import cache_dir, repo_root
 
@@ -73,6 +74,8 @@ class Processes:
         if self.stack.postgres is not None and self.stack.postgres.pid:
             root = self.stack.postgres.pid
             cpu["postgresql"] = _cpu_seconds(root) + sum(_cpu_seconds(c) for c in _children(root))
+        if self.stack.jaeger is not None and self.stack.jaeger.pid:
+            cpu["jaeger"] = _cpu_seconds(self.stack.jaeger.pid)
         cpu["load generator"] = time.process_time()
         return cpu
 
@@ -357,10 +360,48 @@ async def main(args: argparse.Namespace) -> int:
         results["references"] = await asyncio.to_thread(references, stack, args)
     finally:
         await asyncio.to_thread(stack.stop)
+    if not args.no_tracing:
+        results["tracing"] = await tracing_cost(round(best * 0.5, 1), args)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     report.write(results, out)
     print(f"\nwrote {out / 'report.md'}, {out / 'results.json'} and plots", flush=True)
     return 0
+
+
+async def tracing_cost(rate: float, args: argparse.Namespace) -> dict[str, Any]:
+    """CPU per order with span export off and on (to a real Jaeger, sampling 1.0), each on a fresh
+    stack at the same offered rate, one after the other. "Off" is how the stack runs without an
+    OTLP endpoint: spans are still made (trace context must flow), just not exported."""
+    found: dict[str, Any] = {"rate": rate}
+    if not jaeger_built(cache_dir()):
+        found["skipped"] = "Jaeger is not built here (no Go toolchain)"
+        return found
+    for key, observe in (("exporter_off", False), ("exporter_on", True)):
+        work = Path(tempfile.mkdtemp(prefix=f"emporium-bench-{key}-"))
+        stack = Stack(
+            root=repo_root(),
+            cache_dir=cache_dir(),
+            work_dir=work,
+            free_ports=True,
+            echo=False,
+            log_level="WARNING",
+            observe=observe,
+        )
+        print(f"tracing cost, {key.replace('_', ' ')}: {rate}/s ...", flush=True)
+        await asyncio.to_thread(stack.start, 180)
+        try:
+            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+            async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30, limits=limits) as http:
+                shop = await loadgen.Shop.prepare(http, stack.admin_email, stack.admin_password)
+                bench = Bench(stack, shop)
+                await bench.checkout_step(10, 3)
+                step = await bench.checkout_step(rate, args.measure_seconds)
+                found[key] = {
+                    k: step[k] for k in ("accepted", "completion_ms", "cpu_ms_per_order", "sustainable")
+                }
+        finally:
+            await asyncio.to_thread(stack.stop)
+    return found
 
 
 def references(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
@@ -417,6 +458,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--out", type=Path, default=repo_root() / "bench" / "results")
     parser.add_argument("--quick", action="store_true", help="short steps, for a smoke run")
+    parser.add_argument("--no-tracing", action="store_true", help="skip the tracing-cost comparison")
     parser.add_argument("--start-rate", type=float, default=10.0)
     parser.add_argument("--ceiling", type=float, default=800.0)
     parser.add_argument("--browse-rate", type=float, default=40.0)
