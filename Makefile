@@ -6,13 +6,16 @@ export UV_PYTHON_DOWNLOADS := never
 UV := uv run --frozen
 PYTEST_FLAGS ?= -q
 
-.PHONY: bootstrap run test lint unit contract e2e faults bench lint-imports contract-snapshots clean
+.PHONY: bootstrap run trace test lint unit contract e2e faults bench lint-imports contract-snapshots clean
 
 bootstrap:
 	@devstack/bin/bootstrap
 
 run: bootstrap ## the whole system on http://127.0.0.1:8000 with demo data; Ctrl-C stops it
 	@$(UV) python -m emporium_devstack run
+
+trace: ## one trace from make run's Jaeger as a tree: make trace ID=<trace_id> (an order's trace_id)
+	@$(UV) python -m emporium_devstack trace $(ID)
 
 test: bootstrap lint ## the checks, then every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
 	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests libs services gateway tests/contract tests/e2e tests/faults

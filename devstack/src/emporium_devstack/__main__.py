@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from .jaeger import Jaeger, render_trace
 from .stack import SERVICES, Stack, repo_root
 
 
@@ -83,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         fast_postgres=args.fast_postgres,
         wait_for=args.wait_for,
         observe=os.environ.get("EMPORIUM_OBSERVE", "1") != "0",
+        # Readable lines on the terminal, prefixed by service; LOG_FORMAT=json for the JSON lines.
+        env={"LOG_FORMAT": os.environ.get("LOG_FORMAT", "text")},
     )
     t0 = time.monotonic()
     _say(f"starting Emporium from {root} (state in {work_dir})")
@@ -135,6 +138,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def show_trace(args: argparse.Namespace) -> int:
+    """Print one trace from the Jaeger that `make run` started (its query API, in the terminal)."""
+    cache_dir = Path(os.environ.get("EMPORIUM_CACHE") or repo_root() / ".cache").resolve()
+    jaeger = Jaeger(binary=Path("jaeger"), data_dir=cache_dir / "stack" / "jaeger")
+    if jaeger.ports["ui_port"] is None:
+        _say("no Jaeger has run here yet: start `make run` first")
+        return 1
+    try:
+        found = jaeger.trace(args.trace_id)
+    except OSError as exc:
+        _say(f"Jaeger at {jaeger.ui_url} did not answer ({exc}); is `make run` running?")
+        return 1
+    if found is None:
+        _say(f"Jaeger at {jaeger.ui_url} has no trace {args.trace_id} (yet)")
+        return 1
+    _say(render_trace(found))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m emporium_devstack",
@@ -147,7 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness")
     p_run.add_argument("--fast-postgres", action="store_true", help="fsync off (throwaway data)")
     p_run.add_argument("--wait-for", choices=["gateway", "services", "none"], default="gateway")
+    p_trace = sub.add_parser(
+        "trace", help="print one trace (e.g. an order's trace_id) from make run's Jaeger"
+    )
+    p_trace.add_argument("trace_id")
     args = parser.parse_args(argv)
+    if args.command == "trace":
+        return show_trace(args)
     if args.command == "run":
         return run(args)
     return 2

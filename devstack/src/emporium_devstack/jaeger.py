@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from emporium_devstack.ports import free_port, log_tail
 
@@ -202,11 +203,11 @@ class Jaeger:
             proc.kill()
             proc.wait()
 
-    def trace(self, trace_id: str) -> dict[str, object] | None:
+    def trace(self, trace_id: str) -> dict[str, Any] | None:
         """One trace from the query API (``/api/traces/<id>``), or None while it is unknown."""
         try:
             with urllib.request.urlopen(f"{self.ui_url}/api/traces/{trace_id}", timeout=5) as response:
-                body: dict[str, list[dict[str, object]]] = json.load(response)
+                body: dict[str, list[dict[str, Any]]] = json.load(response)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
@@ -220,3 +221,32 @@ class Jaeger:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
+
+
+def render_trace(found: dict[str, Any]) -> str:
+    """A trace as an indented tree, one span a line: start offset, duration, service, operation."""
+    spans = found["spans"]
+    service = {p: info["serviceName"] for p, info in found["processes"].items()}
+    ids = {span["spanID"] for span in spans}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for span in spans:
+        parents = [
+            r["spanID"] for r in span["references"] if r["refType"] == "CHILD_OF" and r["spanID"] in ids
+        ]
+        children.setdefault(parents[0] if parents else None, []).append(span)
+    start = min(span["startTime"] for span in spans)
+    lines = [
+        f"trace {found['traceID']}: {len(spans)} spans",
+        "   start ms    took ms  service        operation",
+    ]
+
+    def walk(parent: str | None, depth: int) -> None:
+        for span in sorted(children.get(parent, []), key=lambda s: s["startTime"]):
+            lines.append(
+                f"{(span['startTime'] - start) / 1000:10.1f} {span['duration'] / 1000:10.1f}  "
+                f"{service[span['processID']]:<14} {'  ' * depth}{span['operationName']}"
+            )
+            walk(span["spanID"], depth + 1)
+
+    walk(None, 0)
+    return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 import uvicorn
 
-from emporium_kit import migrations
+from emporium_kit import logs, migrations
 from gateway.adapters.repository import SqlUserStore
 from gateway.adapters.security import Argon2Hasher, JwtTokens
 from gateway.config import GatewaySettings
@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         except sa.exc.SQLAlchemyError as exc:
             sys.exit(f"seed-admin failed: {exc}")
         return
+    logs.configure("gateway", level=settings.log_level)
     uvicorn.run(
         "gateway.bootstrap:create_app",
+        log_config=None,  # uvicorn's loggers go through ours (JSON lines or LOG_FORMAT=text)
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -84,7 +84,12 @@ def create_app(
             if store is None:
                 await user_store.close()
 
-    app = FastAPI(title="Emporium gateway", version="1", lifespan=lifespan)
+    app = FastAPI(
+        title="Emporium gateway",
+        version="1",
+        lifespan=lifespan,
+        telemetry=observability.FASTAPI_TELEMETRY_OFF,
+    )
     problems.install(app, ERROR_STATUS)
     _install_auth_and_upstream_errors(app)
     observability.instrument(app, SERVICE)

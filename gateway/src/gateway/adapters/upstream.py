@@ -18,6 +18,8 @@ import httpx
 from opentelemetry import propagate, trace
 from prometheus_client import Histogram
 
+from emporium_events import correlation
+
 log = logging.getLogger(__name__)
 
 _tracer = trace.get_tracer("emporium.gateway.upstream")
@@ -100,6 +102,8 @@ class Upstreams:
         ) as span:
             outgoing = dict(headers or {})
             propagate.inject(outgoing)  # W3C traceparent of this client span
+            if (request_id := correlation.request_id.get()) is not None:
+                outgoing["X-Request-ID"] = request_id
             try:
                 for attempt in range(1, attempts + 1):
                     try:

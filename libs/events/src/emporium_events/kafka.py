@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from emporium_events import tracing
+from emporium_events import correlation, tracing
 from emporium_events.contracts import Event
 from emporium_events.envelope import Envelope, UndecodableMessage, decode
 from emporium_events.failpoints import crash_point
@@ -272,8 +273,20 @@ class EventConsumer:
             },
         )
 
-    def _span(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> Any:
+    @contextlib.contextmanager
+    def _span(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> Iterator[trace.Span]:
+        """The record's processing span (a child of its producer's), with its order in the logs."""
         parent = tracing.context_from_carrier(tracing.carrier_from_headers(record.headers))
+        token = correlation.order_id.set(envelope.correlation_id)
+        try:
+            with self._start_span(record, envelope, parent) as span:
+                yield span
+        finally:
+            correlation.order_id.reset(token)
+
+    def _start_span(
+        self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, parent: context.Context
+    ) -> Any:
         return self._tracer.start_as_current_span(
             f"{record.topic} process",
             context=parent,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
-from emporium_kit import migrations
+from emporium_kit import logs, migrations
 from emporium_kit.settings import ServiceSettings
 
 
@@ -27,8 +27,10 @@ def main(
     if args.command == "migrate":
         migrations.upgrade(settings.database_url, migrations_dir)
         return
+    logs.configure(service, level=settings.log_level)
     uvicorn.run(
         app_factory,
+        log_config=None,  # uvicorn's loggers go through ours (JSON lines or LOG_FORMAT=text)
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Response
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -17,6 +19,8 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from emporium_events import correlation
+from emporium_kit import logs
 from emporium_kit.problems import problem
 
 _configured = False
@@ -38,13 +42,7 @@ def configure(service: str, *, log_level: str = "INFO") -> None:
     if _configured:
         return
     _configured = True
-    logging.basicConfig(
-        level=log_level,
-        stream=sys.stdout,
-        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure(service, level=log_level)
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return
     trace.set_tracer_provider(_tracer_provider(service))
@@ -71,6 +69,16 @@ def _tracer_provider(service: str) -> TracerProvider:
     return provider
 
 
+# FastAPI's own OpenTelemetry support (0.165+) would add a second server span to every request and
+# spans for each dependency and endpoint; `instrument` already makes the one server span (and the
+# request metrics) in a single cheap pass, so FastAPI's is switched off wherever an app is built.
+FASTAPI_TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
 _REQUEST_SECONDS: dict[str, Histogram] = {}
 
 
@@ -86,6 +94,9 @@ def instrument(app: FastAPI, service: str) -> None:
     app.add_middleware(
         _Observe, tracer=trace.get_tracer(f"emporium.{service}.http"), seconds=_REQUEST_SECONDS[service]
     )
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
 class _Observe:
@@ -106,11 +117,18 @@ class _Observe:
         method, path = scope["method"], scope["path"]
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         status = 500  # unless the app starts a response
+        # The caller's X-Request-ID when it is a sane token, else a new one; echoed on the
+        # response, quoted in problem bodies and logs, and forwarded by the gateway.
+        request_id = carrier.get("x-request-id", "")
+        if not _REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
+        token = correlation.request_id.set(request_id)
 
         async def observed_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
             await send(message)
 
         with self._tracer.start_as_current_span(
@@ -127,6 +145,7 @@ class _Observe:
                 if route != "unmatched":  # semantic conventions: "{method} {route}", low cardinality
                     span.update_name(f"{method} {route}")
                     span.set_attribute("http.route", route)
+                correlation.request_id.reset(token)
                 self._seconds.labels(method, route, str(status)).observe(time.perf_counter() - started)
 
 

@@ -14,6 +14,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emporium_events import correlation
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -35,6 +37,8 @@ def problem(
         "detail": detail,
         **extra,
     }
+    if (request_id := correlation.request_id.get()) is not None:
+        body.setdefault("request_id", request_id)  # quote it when reporting a problem
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 

@@ -213,7 +213,9 @@ def create_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=f"Emporium {service}", lifespan=lifespan)
+    app = FastAPI(
+        title=f"Emporium {service}", lifespan=lifespan, telemetry=observability.FASTAPI_TELEMETRY_OFF
+    )
     problems.install(app, error_status or {})
     observability.instrument(app, service)
     observability.add_health_routes(app, runtime.ready)

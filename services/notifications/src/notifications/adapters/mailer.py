@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from emporium_events import tracing
+from emporium_events import correlation, tracing
 from notifications.adapters.orm import notifications as n
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,9 @@ class SmtpSender:
                 await _close(smtp)
 
     _next_due = (
-        sa.select(n.c.id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts, n.c.trace_headers)
+        sa.select(
+            n.c.id, n.c.order_id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts, n.c.trace_headers
+        )
         .where(n.c.email_status == "PENDING", n.c.next_attempt_at <= sa.func.now())
         .order_by(n.c.next_attempt_at)
         .limit(1)
@@ -104,6 +106,7 @@ class SmtpSender:
         """Send one mail on ``smtp`` (connecting if needed); returns the connection to reuse,
         or None after an error (the next mail connects afresh). The span joins the trace of the
         event that asked for the mail (the order's trace)."""
+        correlation.order_id.set(str(row.order_id))
         with _tracer.start_as_current_span(
             "send email",
             context=tracing.context_from_carrier(row.trace_headers),

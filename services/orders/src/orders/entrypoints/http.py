@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from emporium_events import correlation
 from emporium_kit.runtime import Runtime
 from orders.adapters import views
 from orders.domain.commands import CancelOrder, IdempotencyKey, PlaceOrder, RequestedLine
@@ -151,8 +152,10 @@ def _send(answer: handlers.Answer) -> JSONResponse:
 async def place_order(
     body: PlaceOrderIn, request: Request, who: CallerDep, idempotency_key: IdempotencyHeader = None
 ) -> JSONResponse:
+    order_id = uuid4()
+    correlation.order_id.set(str(order_id))  # this request's log lines name the order
     cmd = PlaceOrder(
-        order_id=uuid4(),
+        order_id=order_id,
         customer_id=who.id,
         customer_email=who.email,
         lines=tuple(RequestedLine(product_id=i.product_id, quantity=i.quantity) for i in body.items),
