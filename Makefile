@@ -15,7 +15,7 @@ run: bootstrap ## the whole system on http://127.0.0.1:8000 with demo data; Ctrl
 	@$(UV) python -m emporium_devstack run
 
 test: bootstrap lint ## the checks, then every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
-	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests libs services gateway tests/contract tests/e2e tests/faults
+	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests libs services gateway tests/observability tests/contract tests/e2e tests/faults
 
 unit: bootstrap
 	@for p in catalog inventory orders payments notifications; do \
