@@ -103,6 +103,8 @@ class EventConsumer:
         self._pending: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}  # next offset to take, per partition polled
         self._lag_series: dict[TopicPartition, Any] = {}  # the gauge's child per partition, made once
+        for topic in self._topics:  # at 0 from the start: increase() then sees the first dead letter
+            metrics.dead_letters.labels(topic)
         self._last_commit = 0.0
         self._consumer: AIOKafkaConsumer | None = None
         self._tracer = trace.get_tracer("emporium.consumer")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from orders.domain.model import SagaEnded
+from orders.domain.model import CancelReason, SagaEnded
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,16 @@ class SagaMetrics:
 
     @classmethod
     def _build(cls, registry: CollectorRegistry) -> SagaMetrics:
+        metrics = cls._declare(registry)
+        # Every outcome exposed at 0 from the start: a series born at 1 hides its first increase
+        # from rate() and increase(), and the first TIMEOUT after a restart would not alert.
+        metrics.outcomes.labels("confirmed", "")
+        for reason in CancelReason:
+            metrics.outcomes.labels("cancelled", reason.value)
+        return metrics
+
+    @classmethod
+    def _declare(cls, registry: CollectorRegistry) -> SagaMetrics:
         return cls(
             outcomes=Counter(
                 "emporium_orders_saga_outcomes",
