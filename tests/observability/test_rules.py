@@ -89,3 +89,10 @@ def test_a_target_down_inhibits_the_symptoms_of_its_own_job_only():
     assert rule["target_matchers"] == ['alertname!="TargetDown"']
     assert rule["equal"] == ["job"]
     assert "TargetDown" in alerts(), "the inhibiting alert exists"
+
+
+def test_the_readme_tells_what_every_alert_means_in_its_runbook_words():
+    readme = (repo_root() / "README.md").read_text()
+    for name, rule in alerts().items():
+        row = f"| `{name}` | {rule['labels']['severity']} | {rule['annotations']['runbook']} |"
+        assert row in readme, f"README.md lacks (or has an old) row for {name}:\n{row}"
