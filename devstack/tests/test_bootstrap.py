@@ -196,11 +196,11 @@ def test_a_user_without_root_is_told_every_missing_system_package_at_once_and_no
     scratch: Path,
 ) -> None:
     project = _copy_project(scratch / "emporium")
-    # A PATH with the distribution's commands but no Java, Maven, PostgreSQL or uv; the Python
-    # without venv/ensurepip or pip (as on a minimal Debian).
+    # A PATH with the distribution's commands but no Java, Maven, PostgreSQL, Prometheus's tools
+    # or uv; the Python without venv/ensurepip or pip (as on a minimal Debian).
     bin_dir = scratch / "bin"
     bin_dir.mkdir()
-    absent = {"java", "mvn", "uv", "uvx"}
+    absent = {"java", "mvn", "uv", "uvx", "promtool", "amtool"}
     for tool in Path("/usr/bin").iterdir():
         if tool.name not in absent and not tool.name.startswith(("pg_", "pip")):
             (bin_dir / tool.name).symlink_to(tool)
@@ -228,6 +228,7 @@ def test_a_user_without_root_is_told_every_missing_system_package_at_once_and_no
     assert result.stderr.count("missing system packages") == 1, result.stderr
     assert (
         "sudo apt-get update && sudo apt-get install -y --no-install-recommends "
-        "python3-venv postgresql default-jre-headless maven" in result.stderr
+        "python3-venv postgresql default-jre-headless maven prometheus prometheus-alertmanager"
+        in result.stderr
     ), result.stderr
     assert not (project / ".venv").exists() and not (project / ".cache").exists()

@@ -34,7 +34,9 @@ async def test_not_ready_lists_what_is_not_ready(gateway, store, services) -> No
     assert body["checks"]["catalog"] is True
 
 
-async def test_metrics_include_upstream_call_durations(gateway, services) -> None:
+async def test_metrics_include_upstream_call_durations_and_the_otel_request_histogram_by_route(
+    gateway, services
+) -> None:
     services.reply("catalog", "GET", "/products", 200, {"items": [], "total": 0, "page": 1, "page_size": 20})
     await gateway.get("/api/v1/products")
 
@@ -43,4 +45,7 @@ async def test_metrics_include_upstream_call_durations(gateway, services) -> Non
     assert (
         'emporium_gateway_upstream_request_duration_seconds_count{method="GET",service="catalog"' in metrics
     )
-    assert "emporium_gateway_http_request_duration_seconds" in metrics
+    assert (
+        "http_server_request_duration_seconds_count{"
+        'http_request_method="GET",http_response_status_code="200",http_route="/api/v1/products"}' in metrics
+    )

@@ -39,6 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, databa
         env={"ORDERS_SAGA_TIMEOUT_SECONDS": str(SAGA_TIMEOUT_SECONDS), "OTEL_BSP_SCHEDULE_DELAY": "200"},
         database_urls={name: databases.create(name) for name in (*SERVICES, "gateway")},
         observe=jaeger_built(cache_dir()),
+        monitor=True,  # Prometheus and Alertmanager: Debian packages the bootstrap always installs
     ) as running:
         yield running
 

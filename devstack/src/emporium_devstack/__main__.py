@@ -1,9 +1,10 @@
 """``python -m emporium_devstack run``: the whole system on this machine (the body of `make run`).
 
 Kafka, PostgreSQL, an SMTP sink, the five services and the gateway on 127.0.0.1:8000
-(``GATEWAY_PORT`` overrides), plus a demo catalog (``--no-demo`` skips it), and Jaeger receiving
-every process's spans (``EMPORIUM_OBSERVE=0`` leaves it out). Ctrl-C or SIGTERM stops everything
-and exits 0.
+(``GATEWAY_PORT`` overrides), plus a demo catalog (``--no-demo`` skips it), Jaeger receiving
+every process's spans, and Prometheus and Alertmanager on 9090 and 9093 with the project's
+alert rules (free ports when taken; ``EMPORIUM_OBSERVE=0`` leaves all three out). Ctrl-C or
+SIGTERM stops everything and exits 0.
 
 State lives in ``$EMPORIUM_CACHE`` (default ``<repo>/.cache``): ``kafka-<version>/`` (jars) and
 ``stack/`` (Kafka and PostgreSQL data, mail, logs), kept across runs.
@@ -50,6 +51,9 @@ def _summary(stack: Stack, started_in: float, seed_time: float | None, products:
         lines.append(
             f"jaeger          {stack.jaeger.ui_url}   (traces; OTLP in at {stack.jaeger.otlp_http_endpoint})"
         )
+    if stack.monitoring is not None:
+        lines.append(f"prometheus      {stack.monitoring.prometheus_url}   (rules: deploy/observability)")
+        lines.append(f"alertmanager    {stack.monitoring.alertmanager_url}")
     lines.append(f"logs            {stack.log_dir}")
     if stack.include_gateway:
         lines.append(f"admin           {stack.admin_email} / {stack.admin_password}")

@@ -32,6 +32,7 @@ from .jaeger import Jaeger, ensure_jaeger
 from .kafka import KafkaBroker, ensure_kafka_libs
 from .ports import free_port, port_open
 from .postgres import PostgresCluster
+from .prometheus import Monitoring
 
 SERVICES: tuple[str, ...] = ("catalog", "inventory", "orders", "payments", "notifications")
 GATEWAY = "gateway"
@@ -297,6 +298,9 @@ class Stack:
       observe         also run Jaeger (built once into ``cache_dir``) and export every
                       process's spans to it over OTLP (``OTEL_EXPORTER_OTLP_ENDPOINT``), unless
                       the environment already names an OTLP endpoint
+      monitor         also run Prometheus and Alertmanager (``prometheus.Monitoring``) scraping
+                      every process, with deploy/observability's rules, once all are ready
+                      (None: as ``observe``)
     """
 
     def __init__(
@@ -322,6 +326,7 @@ class Stack:
         wait_for: Literal["gateway", "services", "none"] = "gateway",
         include_gateway: bool | None = None,
         observe: bool = False,
+        monitor: bool | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.cache_dir = Path(cache_dir).resolve()
@@ -345,6 +350,8 @@ class Stack:
         self.wait_for = wait_for
         self.free_ports = free_ports
         self.observe = observe
+        self.monitor = observe if monitor is None else monitor
+        self.monitoring: Monitoring | None = None
 
         if free_ports:
             self.ports = {name: free_port() for name in (GATEWAY, *SERVICES)}
@@ -455,10 +462,24 @@ class Stack:
             proc.start()
         self._wait_ready(timeout)
         self.timings["services"] = time.monotonic() - t
+        if self.monitor:
+            t = time.monotonic()
+            targets = {name: f"127.0.0.1:{self.ports[name]}" for name in self.names}
+            self.monitoring = Monitoring(
+                root=self.root,
+                work_dir=self.work_dir / "monitoring",
+                log_dir=self.log_dir,
+                targets=targets,
+                free_ports=self.free_ports,
+            )
+            self.monitoring.start(timeout=timeout)
+            self.timings["monitoring"] = time.monotonic() - t
 
     def stop(self) -> None:
         """Stop everything that runs (gateway, services, SMTP, Kafka, PostgreSQL). Idempotent."""
         errors: list[str] = []
+        if self.monitoring is not None:
+            self.monitoring.stop()
         gateway = [p for name, p in self.services.items() if name == GATEWAY]
         others = [p for name, p in self.services.items() if name != GATEWAY]
         # The gateway first (no new requests), then all services in parallel.

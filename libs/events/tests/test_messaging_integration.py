@@ -54,7 +54,7 @@ class Harness:
 
     @asynccontextmanager
     async def consumer(
-        self, handler, *, group: str | None = None, max_attempts: int = 3
+        self, handler, *, group: str | None = None, max_attempts: int = 3, max_batch: int = 200
     ) -> AsyncIterator[EventConsumer]:
         consumer = EventConsumer(
             name=group or f"test-{uuid4().hex[:8]}",
@@ -66,6 +66,7 @@ class Harness:
             metrics=self.metrics,
             max_attempts=max_attempts,
             base_backoff=0.01,
+            max_batch=max_batch,
         )
         await consumer.start()
         task = asyncio.create_task(consumer.run())
@@ -344,3 +345,101 @@ async def test_an_event_type_without_a_handler_is_skipped_by_its_header_without_
         assert await eventually(lambda: harness.effect_count(healthy))
     letters = await _dead_letters(harness.bootstrap, skipped)
     assert letters == []  # neither parsed nor dead-lettered: nobody here handles that type
+
+
+def _sample(metric, **labels) -> float | None:
+    """The current value of one series of ``metric`` (None when it is not exposed)."""
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.labels == labels and not sample.name.endswith("_created"):
+                return sample.value
+    return None
+
+
+def holds(predicate):
+    """``predicate`` as the async check ``eventually`` takes."""
+
+    async def check() -> bool:
+        return predicate()
+
+    return check
+
+
+async def test_a_dead_lettered_event_counts_in_dead_letters_total(harness):
+    before = _sample(harness.metrics.dead_letters, topic=topics.PAYMENTS) or 0.0
+    order_id = uuid4()
+    await harness.producer.send_and_wait(topics.PAYMENTS, key=str(order_id).encode(), value=b"{not json")
+    async with harness.consumer(record_effect):
+        assert await _dead_letters(harness.bootstrap, order_id)
+    async with harness.sessions() as s:  # earlier tests' poison on the topic is dead-lettered too
+        stored = (await s.execute(sa.select(sa.func.count()).select_from(dead_letters))).scalar_one()
+    assert stored >= 1
+    assert _sample(harness.metrics.dead_letters, topic=topics.PAYMENTS) == before + stored
+
+
+async def _store_dead_letters(harness: Harness, *, pending: int, replayed: int) -> None:
+    async with harness.sessions() as s, s.begin():
+        await s.execute(sa.delete(dead_letters))
+        for n in range(pending + replayed):
+            await s.execute(
+                sa.insert(dead_letters).values(
+                    consumer="c",
+                    topic=topics.PAYMENTS,
+                    partition=0,
+                    offset=n,
+                    value=b"x",
+                    error_type="E",
+                    error="e",
+                    attempts=1,
+                    replayed_at=sa.func.now() if n >= pending else None,
+                )
+            )
+
+
+async def test_the_dead_letters_depth_counts_the_letters_not_yet_replayed(harness):
+    await _store_dead_letters(harness, pending=2, replayed=1)
+    depth = harness.metrics.dead_letters_depth
+    assert await eventually(holds(lambda: _sample(depth) == 2), timeout=5)
+
+
+async def test_the_relay_refreshes_its_gauges_even_when_every_moment_wakes_it(harness):
+    """Under load every commit wakes the relay before its sweep times out; the backlog and
+    dead-letter gauges must still be refreshed once per sweep interval."""
+    await _store_dead_letters(harness, pending=3, replayed=0)
+    depth = harness.metrics.dead_letters_depth
+    deadline = asyncio.get_running_loop().time() + 5
+    while _sample(depth) != 3 and asyncio.get_running_loop().time() < deadline:
+        harness.relay.notify()
+        await asyncio.sleep(0.02)
+    assert _sample(depth) == 3
+
+
+async def test_a_consumer_behind_its_partition_reports_its_lag_and_zero_once_caught_up(harness):
+    key = uuid4()
+    order_ids = [uuid4() for _ in range(20)]
+    sent = [
+        await harness.producer.send_and_wait(
+            topics.PAYMENTS,
+            key=str(key).encode(),
+            value=Envelope.wrap(
+                PaymentFailed(order_id=order_id, reason="X"), producer="p", aggregate_id=str(key)
+            ).to_bytes(),
+        )
+        for order_id in order_ids
+    ]
+    release = asyncio.Event()
+
+    async def slow(event, envelope, uow):
+        if event.order_id == order_ids[0]:
+            await release.wait()
+        await record_effect(event, envelope, uow)
+
+    lag = harness.metrics.consumer_lag
+    async with harness.consumer(slow, max_batch=1) as consumer:  # one record per poll
+        labels = {"group": consumer.name, "topic": topics.PAYMENTS, "partition": str(sent[0].partition)}
+        # Held on the first of our 20 records: the 19 behind it (at least) are lag.
+        assert await eventually(holds(lambda: (_sample(lag, **labels) or 0) >= 19))
+        release.set()
+        assert await eventually(holds(lambda: _sample(lag, **labels) == 0))
+        assert await harness.effect_count(order_ids[-1]) == 1
+    assert _sample(lag, **labels) is None, "a consumer that left no longer reports the partition"

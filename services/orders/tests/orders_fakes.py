@@ -27,6 +27,7 @@ class FakeOrders:
     async def save(self, order: Order) -> None:
         """Like the table: the history is append-only, whatever the loaded order held of it."""
         kept = deepcopy(order)
+        kept.saga_ended = None  # not stored: the unit of work counts it after the commit
         kept.history = self.rows[order.id].history + list(order.new_history)
         kept.new_history = []
         order.new_history.clear()

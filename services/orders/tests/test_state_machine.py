@@ -15,6 +15,7 @@ from orders.domain.model import (
     OrderAlreadyCancelled,
     OrderStatus,
     Outcome,
+    SagaEnded,
 )
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -37,6 +38,7 @@ class OrderSaga(RuleBasedStateMachine):
         self.confirmations = 0
         self.cancellations = 0
         self.ever_terminal: OrderStatus | None = None
+        self.ends: list[SagaEnded] = []
 
     @rule(seconds=st.integers(min_value=0, max_value=20))
     def time_passes(self, seconds: int) -> None:
@@ -95,6 +97,18 @@ class OrderSaga(RuleBasedStateMachine):
         assert self.order.history[0].status == "PENDING"
         times = [h.at for h in self.order.history]
         assert times == sorted(times)
+
+    @invariant()
+    def the_saga_ends_once_with_its_first_terminal_status_timed_from_placing(self) -> None:
+        if self.order.saga_ended is not None:  # taken after each commit, as the unit of work does
+            self.ends.append(self.order.saga_ended)
+            self.order.saga_ended = None
+        terminal = [h for h in self.order.history if h.status in ("CONFIRMED", "CANCELLED")]
+        assert len(self.ends) == min(len(terminal), 1)
+        if self.ends:
+            [end], first = self.ends, terminal[0]
+            assert end.status.value == first.status and end.reason == first.note
+            assert end.seconds == (first.at - START).total_seconds()
 
     @precondition(lambda self: self.order.status is OrderStatus.CONFIRMED)
     @rule()

@@ -102,6 +102,10 @@ class EventConsumer:
         self._tx_batch = tx_batch
         self._commit_interval = commit_interval
         self._pending: dict[TopicPartition, int] = {}
+        self._positions: dict[TopicPartition, int] = {}  # next offset to take, per partition polled
+        self._lag_series: dict[TopicPartition, Any] = {}  # the gauge's child per partition, made once
+        for topic in self._topics:  # at 0 from the start: increase() then sees the first dead letter
+            metrics.dead_letters.labels(topic)
         self._last_commit = 0.0
         self._consumer: AIOKafkaConsumer | None = None
         self._tracer = trace.get_tracer("emporium.consumer")
@@ -129,6 +133,7 @@ class EventConsumer:
                 log.warning("%s: last offset commit failed: %r", self.name, exc)
             await self._consumer.stop()
             self._consumer = None
+            self._forget_lag(keep=set())
 
     async def run(self) -> None:
         assert self._consumer is not None, "start() first"
@@ -138,6 +143,7 @@ class EventConsumer:
             batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self._max_batch)
             if consumer.assignment():
                 self.ready.set()
+            self._observe_lag(consumer, batch)
             if not batch:
                 await self._commit(consumer)
                 continue
@@ -178,6 +184,39 @@ class EventConsumer:
                 if (tp.topic, tp.partition, record.offset) not in done:
                     break
                 self._pending[tp] = record.offset + 1
+
+    def _observe_lag(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        """Set the lag gauge of every partition polled so far, once per poll (empty polls too, so
+        an idle partition shows its producer moving ahead). Both ends are local: the position is
+        the offset after the last record taken, and the end of the partition comes with every
+        fetch response (no broker round trip). A partition no longer assigned loses its series:
+        its new owner reports it."""
+        for tp, records in batch.items():
+            if records:
+                self._positions[tp] = records[-1].offset + 1
+        self._forget_lag(keep=consumer.assignment())
+        for tp, position in self._positions.items():
+            end = consumer.last_stable_offset(tp)  # read_committed reads up to here
+            if end is None or end < 0:
+                end = consumer.highwater(tp)
+            if end is None:
+                continue
+            series = self._lag_series.get(tp)
+            if series is None:
+                series = self._lag_series[tp] = self._metrics.consumer_lag.labels(
+                    self.name, tp.topic, str(tp.partition)
+                )
+            series.set(max(end - position, 0))
+
+    def _forget_lag(self, *, keep: set[TopicPartition]) -> None:
+        for tp in [tp for tp in self._positions if tp not in keep]:
+            del self._positions[tp]
+            self._lag_series.pop(tp, None)
+            self._metrics.consumer_lag.remove(self.name, tp.topic, str(tp.partition))
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         """Commit what this member still owns of the pending offsets. A commit refused because
@@ -417,6 +456,7 @@ class EventConsumer:
                 )
             )
             await uow.commit()
+        self._metrics.dead_letters.labels(record.topic).inc()
 
 
 async def replay(producer: AIOKafkaProducer, row: sa.Row[Any]) -> None:

@@ -14,6 +14,9 @@ class MessagingMetrics:
     handle_seconds: Histogram
     outbox_backlog: Gauge
     outbox_oldest_seconds: Gauge
+    consumer_lag: Gauge
+    dead_letters: Counter
+    dead_letters_depth: Gauge
 
     @classmethod
     def for_service(cls, service: str, registry: CollectorRegistry = REGISTRY) -> MessagingMetrics:
@@ -52,6 +55,25 @@ class MessagingMetrics:
             outbox_oldest_seconds=Gauge(
                 f"{p}_outbox_oldest_age_seconds",
                 "Age of the oldest unpublished outbox row.",
+                registry=registry,
+            ),
+            # Kafka's own records-lag: the end of the partition the consumer can read (the last
+            # stable offset under read_committed, else the high watermark) minus its position.
+            consumer_lag=Gauge(
+                f"{p}_consumer_lag_messages",
+                "Messages of a partition not yet taken by this consumer group, as of its last poll.",
+                ["group", "topic", "partition"],
+                registry=registry,
+            ),
+            dead_letters=Counter(
+                f"{p}_dead_letters",
+                "Events sent to their topic's dead-letter queue.",
+                ["topic"],
+                registry=registry,
+            ),
+            dead_letters_depth=Gauge(
+                f"{p}_dead_letters_depth",
+                "Dead letters stored and not yet replayed.",
                 registry=registry,
             ),
         )

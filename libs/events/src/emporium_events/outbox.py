@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -215,15 +216,21 @@ class OutboxRelay:
         """Publish until cancelled. Never ends on an error: Kafka or the database being away
         only delays publishing (the rows wait in the outbox)."""
         backoff = 0.1
+        observed = 0.0
         while True:
             try:
                 while await self.publish_batch() == self._batch_size:
                     pass
                 backoff = 0.1
+                # Once per sweep interval, woken or not: a relay woken by every commit under load
+                # would otherwise never refresh the gauges the alerts read.
+                if time.monotonic() - observed >= self._sweep_interval:
+                    observed = time.monotonic()
+                    await self._observe_backlog()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._sweep_interval)
                 except TimeoutError:
-                    await self._observe_backlog()
+                    pass
                 self._wake.clear()
             except asyncio.CancelledError:
                 raise
@@ -274,21 +281,32 @@ class OutboxRelay:
             return sent
 
     async def _observe_backlog(self) -> None:
-        count, oldest = await backlog(self._session_factory)
+        """The outbox backlog and the dead letters awaiting replay, in one statement."""
+        async with self._session_factory() as session:
+            count, oldest, dead = (await session.execute(_BACKLOG_AND_DEAD_LETTERS)).one()
         self._metrics.outbox_backlog.set(count)
-        self._metrics.outbox_oldest_seconds.set(oldest)
+        self._metrics.outbox_oldest_seconds.set(_age(oldest))
+        self._metrics.dead_letters_depth.set(dead)
+
+
+_BACKLOG = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(outbox.c.sent_at.is_(None))
+_BACKLOG_AND_DEAD_LETTERS = _BACKLOG.add_columns(
+    sa.select(sa.func.count())
+    .select_from(dead_letters)
+    .where(dead_letters.c.replayed_at.is_(None))
+    .scalar_subquery()
+)
 
 
 async def backlog(session_factory: async_sessionmaker[AsyncSession]) -> tuple[int, float]:
     """(unsent rows, age in seconds of the oldest unsent row)."""
     async with session_factory() as session:
-        count, oldest = (
-            await session.execute(
-                sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(outbox.c.sent_at.is_(None))
-            )
-        ).one()
-    age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
-    return count, age
+        count, oldest = (await session.execute(_BACKLOG)).one()
+    return count, _age(oldest)
+
+
+def _age(oldest: datetime | None) -> float:
+    return (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
 
 
 def _json_bytes(envelope: dict[str, Any]) -> bytes:

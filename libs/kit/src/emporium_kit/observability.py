@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -79,20 +80,28 @@ FASTAPI_TELEMETRY_OFF: TelemetryConfig = {
     "operation_spans": False,
 }
 
-_REQUEST_SECONDS: dict[str, Histogram] = {}
+
+@functools.cache
+def _request_seconds() -> Histogram:
+    """OpenTelemetry's HTTP server metric under its Prometheus name, labels and buckets
+    (https://opentelemetry.io/docs/specs/semconv/http/http-metrics/#metric-httpserverrequestduration).
+    One per process: a process is one service, and Prometheus adds ``job`` and ``instance``."""
+    return Histogram(
+        "http_server_request_duration_seconds",
+        "Duration of HTTP server requests.",
+        ["http_request_method", "http_route", "http_response_status_code"],
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10),
+    )
+
+
+# Any other method is recorded as "_OTHER" (semantic conventions), so a client cannot add series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 
 
 def instrument(app: FastAPI, service: str) -> None:
     """A server span (continuing the caller's trace) and a duration histogram per request."""
-    if service not in _REQUEST_SECONDS:
-        _REQUEST_SECONDS[service] = Histogram(
-            f"emporium_{service}_http_request_duration_seconds",
-            "HTTP requests served, by route and status.",
-            ["method", "route", "status"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-        )
     app.add_middleware(
-        _Observe, tracer=trace.get_tracer(f"emporium.{service}.http"), seconds=_REQUEST_SECONDS[service]
+        _Observe, tracer=trace.get_tracer(f"emporium.{service}.http"), seconds=_request_seconds()
     )
 
 
@@ -141,12 +150,13 @@ class _Observe:
                 await self._app(scope, receive, observed_send)
             finally:
                 span.set_attribute("http.response.status_code", status)
-                route = getattr(scope.get("route"), "path", "unmatched")
-                if route != "unmatched":  # semantic conventions: "{method} {route}", low cardinality
+                route = getattr(scope.get("route"), "path", "")  # no route matched: none, as OTel says
+                if route:  # semantic conventions: "{method} {route}", low cardinality
                     span.update_name(f"{method} {route}")
                     span.set_attribute("http.route", route)
                 correlation.request_id.reset(token)
-                self._seconds.labels(method, route, str(status)).observe(time.perf_counter() - started)
+                known = method if method in _METHODS else "_OTHER"
+                self._seconds.labels(known, route, str(status)).observe(time.perf_counter() - started)
 
 
 def add_health_routes(app: FastAPI, ready: Callable[[], Awaitable[dict[str, bool]]]) -> None:

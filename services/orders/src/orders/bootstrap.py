@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from emporium_kit.periodic import Periodic
 from emporium_kit.runtime import Runtime, create_app
 from orders.adapters.catalog import CatalogUnavailable, HttpCatalog
+from orders.adapters.metrics import SagaMetrics
 from orders.config import OrdersSettings
 from orders.domain.model import (
     IdempotencyKeyReused,
@@ -36,6 +37,7 @@ ERROR_STATUS = {
 
 def build_app(settings: OrdersSettings | None = None) -> FastAPI:
     settings = settings or OrdersSettings()
+    SagaMetrics.for_registry()  # on /metrics from the start, every outcome at 0
     catalog = HttpCatalog(settings.catalog_url, timeout=settings.catalog_timeout_seconds)
     runtime: Runtime[OrdersUnitOfWork] = Runtime(
         service=SERVICE,

@@ -19,6 +19,7 @@ from orders.domain.model import HistoryEntry, Line, Order, OrderStatus
 class OrderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        self.saved: list[Order] = []  # what this transaction changed, for the unit of work
 
     async def add(self, order: Order) -> None:
         await self._session.execute(
@@ -129,6 +130,7 @@ class OrderRepository:
         return list(rows.scalars())
 
     async def save(self, order: Order) -> None:
+        self.saved.append(order)
         await self._session.execute(
             self._save,
             {

@@ -75,6 +75,16 @@ class Line:
 
 
 @dataclass(frozen=True)
+class SagaEnded:
+    """The order reached its first terminal status: the saga's outcome, once per order (a later
+    cancellation of a confirmed order is a refund, not a second outcome)."""
+
+    status: OrderStatus
+    reason: str | None
+    seconds: float  # from placing the order
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     status: str
     at: datetime
@@ -96,6 +106,7 @@ class Order:
     idempotency_key: str | None = None
     history: list[HistoryEntry] = field(default_factory=list)
     new_history: list[HistoryEntry] = field(default_factory=list, repr=False)
+    saga_ended: SagaEnded | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def place(
@@ -182,6 +193,9 @@ class Order:
         self._record(what, at)
 
     def _move(self, status: OrderStatus, at: datetime, note: str | None = None) -> None:
+        if status.terminal and not self.status.terminal:
+            seconds = (at - self.created_at).total_seconds()
+            self.saga_ended = SagaEnded(status=status, reason=self.cancel_reason, seconds=seconds)
         self.status = status
         self.updated_at = at
         self._record(status.value, at, note)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from emporium_events import correlation
 from emporium_kit.runtime import Runtime
 from orders.adapters import views
+from orders.adapters.metrics import SagaMetrics
 from orders.domain.commands import CancelOrder, IdempotencyKey, PlaceOrder, RequestedLine
 from orders.domain.model import Order, OrderNotFound
 from orders.service_layer import handlers
@@ -144,7 +145,10 @@ def _idempotency(key: str | None, request: Request, body: BaseModel | None) -> I
 
 
 def _send(answer: handlers.Answer) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    headers = None
+    if answer.replayed:
+        headers = {"Idempotent-Replayed": "true"}
+        SagaMetrics.for_registry().idempotent_replays.inc()
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 
