@@ -69,6 +69,34 @@ async def test_an_order_counts_in_saga_outcomes_and_completion_time_and_a_repeat
     assert value(after, replays) == value(before, replays) + 1
 
 
+async def test_each_step_of_the_saga_funnel_counts_its_event_by_type_where_it_is_published_and_consumed(
+    api, stack
+):
+    steps = {  # event type -> (who publishes it, who consumes it)
+        "orders.OrderPlaced": ("orders", "inventory"),
+        "inventory.StockReserved": ("inventory", "payments"),
+        "payments.PaymentCaptured": ("payments", "orders"),
+        "orders.OrderConfirmed": ("orders", "notifications"),
+    }
+    services = {s for pair in steps.values() for s in pair}
+    before = {s: scrape(stack.service_url(s)) for s in services}
+    _, token = await api.customer()
+    order = await api.place(token, await api.product(stock=1), 1)
+    assert (await api.settled(token, order["id"]))["status"] == "CONFIRMED"
+    await asyncio.sleep(1.0)  # notifications consumes OrderConfirmed after orders has answered
+
+    after = {s: scrape(stack.service_url(s)) for s in services}
+    for event_type, (producer, consumer) in steps.items():
+        published = f"emporium_{producer}_events_published_total"
+        consumed = f"emporium_{consumer}_events_consumed_total"
+        assert value(after[producer], published, event_type=event_type) >= (
+            value(before[producer], published, event_type=event_type) + 1
+        ), event_type
+        assert value(after[consumer], consumed, event_type=event_type, outcome="handled") >= (
+            value(before[consumer], consumed, event_type=event_type, outcome="handled") + 1
+        ), event_type
+
+
 async def test_every_consumer_reports_its_lag_per_partition_and_is_caught_up_at_rest(api, stack):
     _, token = await api.customer()
     await api.settled(token, (await api.place(token, await api.product(stock=1), 1))["id"])

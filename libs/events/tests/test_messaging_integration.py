@@ -182,11 +182,14 @@ async def test_a_redelivered_event_is_acknowledged_and_changes_nothing(harness):
     envelope = Envelope.wrap(
         PaymentFailed(order_id=order_id, reason="X"), producer="p", aggregate_id=str(order_id)
     )
-    for _ in range(3):
+    for _ in range(3):  # with the header the relay sets
         await harness.producer.send_and_wait(
-            topics.PAYMENTS, key=str(order_id).encode(), value=envelope.to_bytes()
+            topics.PAYMENTS,
+            key=str(order_id).encode(),
+            value=envelope.to_bytes(),
+            headers=[("event_type", envelope.event_type.encode())],
         )
-    duplicates = harness.metrics.consumed.labels(topics.PAYMENTS, "duplicate")
+    duplicates = harness.metrics.consumed.labels(topics.PAYMENTS, envelope.event_type, "duplicate")
     before = duplicates._value.get()
     async with harness.consumer(record_effect):
         assert await eventually(lambda: _gt(lambda: duplicates._value.get(), before + 1.5))

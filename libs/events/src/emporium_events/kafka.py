@@ -52,6 +52,17 @@ def make_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
     )
 
 
+UNKNOWN_EVENT_TYPE = "unknown"
+
+
+def _event_type(record: ConsumerRecord[bytes, bytes]) -> str:
+    """The relay's ``event_type`` header, or ``unknown`` for a record without one."""
+    for key, value in record.headers or ():
+        if key == "event_type":
+            return str(value.decode("utf-8", "replace"))
+    return UNKNOWN_EVENT_TYPE
+
+
 class EventConsumer:
     """Consumes batches, handles them in shared transactions, commits offsets behind them.
 
@@ -245,14 +256,14 @@ class EventConsumer:
         parsed = []
         for record in records:
             if self._not_for_us(record):
-                self._metrics.consumed.labels(record.topic, "ignored").inc()
+                self._metrics.consumed.labels(record.topic, _event_type(record), "ignored").inc()
                 continue
             try:
                 envelope = decode(record.value)
                 event = envelope.event()
             except (UndecodableMessage, ValidationError) as exc:
                 await self._dead_letter(record, exc, attempts=1)
-                self._metrics.consumed.labels(record.topic, "dead_lettered").inc()
+                self._metrics.consumed.labels(record.topic, _event_type(record), "dead_lettered").inc()
                 continue
             parsed.append((record, envelope, event))
         if len(parsed) < 2:
@@ -286,7 +297,7 @@ class EventConsumer:
             return [record for record, _, _ in parsed]
         each = (time.perf_counter() - started) / len(parsed)
         for (record, _, _), outcome in zip(parsed, outcomes, strict=True):
-            self._metrics.consumed.labels(record.topic, outcome).inc()
+            self._metrics.consumed.labels(record.topic, _event_type(record), outcome).inc()
             self._metrics.handle_seconds.labels(record.topic).observe(each)
         return []
 
@@ -344,16 +355,14 @@ class EventConsumer:
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         started = time.perf_counter()
         outcome = await self._process_with_retries(record)
-        self._metrics.consumed.labels(record.topic, outcome).inc()
+        self._metrics.consumed.labels(record.topic, _event_type(record), outcome).inc()
         self._metrics.handle_seconds.labels(record.topic).observe(time.perf_counter() - started)
 
     def _not_for_us(self, record: ConsumerRecord[bytes, bytes]) -> bool:
         """True when the relay's ``event_type`` header names an event this consumer has no
         handler for: it is skipped without parsing (a topic carries all of its aggregate's events)."""
-        for key, value in record.headers or ():
-            if key == "event_type":
-                return value.decode("utf-8", "replace") not in self._handlers
-        return False
+        event_type = _event_type(record)
+        return event_type != UNKNOWN_EVENT_TYPE and event_type not in self._handlers
 
     async def _process_with_retries(self, record: ConsumerRecord[bytes, bytes]) -> str:
         if self._not_for_us(record):

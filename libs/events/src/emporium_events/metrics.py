@@ -32,14 +32,15 @@ class MessagingMetrics:
         return cls(
             published=Counter(
                 f"{p}_events_published",
-                "Events relayed from the outbox to Kafka.",
-                ["topic"],
+                "Events relayed from the outbox to Kafka, by topic and event type.",
+                ["topic", "event_type"],
                 registry=registry,
             ),
             consumed=Counter(
                 f"{p}_events_consumed",
-                "Events taken from Kafka, by outcome (handled, duplicate, ignored, dead_lettered).",
-                ["topic", "outcome"],
+                "Events taken from Kafka, by topic, event type (from the record's header; unknown if it "
+                "has none) and outcome (handled, duplicate, ignored, dead_lettered).",
+                ["topic", "event_type", "outcome"],
                 registry=registry,
             ),
             handle_seconds=Histogram(

@@ -254,7 +254,7 @@ class OutboxRelay:
             await asyncio.gather(*futures)
             crash_point("relay.after_send")
         for row in rows:
-            self._metrics.published.labels(row.topic).inc()
+            self._metrics.published.labels(row.topic, row.envelope["event_type"]).inc()
         return len(rows)
 
     async def _send(self, row: sa.Row[Any]) -> asyncio.Future[Any]:
