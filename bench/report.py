@@ -100,6 +100,51 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join("—" if c is None else str(c) for c in cells) + " |"
 
 
+def tracing_rows(tracing: dict[str, Any]) -> list[str]:
+    """The tracing-cost table: CPU per order with span export off and on, same rate, fresh stacks."""
+    if not (tracing.get("exporter_on") and tracing.get("exporter_off")):
+        return [f"Tracing cost not measured: {tracing.get('skipped', 'no run')}.", ""] if tracing else []
+    arms = [k for k in ("sdk_disabled", "exporter_off", "exporter_on") if tracing.get(k)]
+    cpu = {k: tracing[k]["cpu_ms_per_order"] for k in arms}
+    ours = [name for name in cpu["exporter_off"] if name not in ("load generator", "jaeger")]
+    total = {k: round(sum(cpu[k].get(n, 0.0) for n in ours), 2) for k in arms}
+    titles = {
+        "sdk_disabled": "no tracing (OTEL_SDK_DISABLED)",
+        "exporter_off": "spans, not exported",
+        "exporter_on": "exported (sampling 1.0)",
+    }
+    lines = [
+        f"### What tracing costs (fresh stacks at {tracing['rate']} orders/s, CPU ms per order)",
+        "",
+        _row(["process", *(titles[k] for k in arms)]),
+        _row(["---"] * (len(arms) + 1)),
+    ]
+    lines += [_row([name, *(cpu[k].get(name) for k in arms)]) for name in ours]
+    lines += [
+        _row(["**total (services, gateway, PostgreSQL, Kafka)**", *(total[k] for k in arms)]),
+        _row(["jaeger (the backend itself)", *(cpu[k].get("jaeger", "—") for k in arms)]),
+        _row(["completion p50 / p99 ms", *(_p50_p99(tracing[k]["completion_ms"]) for k in arms)]),
+        "",
+        f"Exporting every span: {_change(total['exporter_off'], total['exporter_on'])} CPU per order "
+        "against spans made but not exported (the stack without an OTLP endpoint)"
+        + (
+            f"; all tracing against none: {_change(total['sdk_disabled'], total['exporter_on'])}."
+            if "sdk_disabled" in total
+            else "."
+        ),
+        "",
+    ]
+    return lines
+
+
+def _p50_p99(ms: dict[str, Any]) -> str:
+    return f"{ms.get('p50')} / {ms.get('p99')}"
+
+
+def _change(before: float, after: float) -> str:
+    return f"{(after / before - 1) * 100:+.1f} %" if before else "n/a"
+
+
 def markdown(results: dict[str, Any], images: list[str]) -> str:
     m = results["machine"]
     lines = [
@@ -169,26 +214,7 @@ def markdown(results: dict[str, Any], images: list[str]) -> str:
             f"{results['at_70']['consumer_lag_after']}; outbox backlog: {results['at_70']['outbox_backlog_after']}.",
             "",
         ]
-    tracing = results.get("tracing") or {}
-    if tracing.get("exporter_on") and tracing.get("exporter_off"):
-        off, on = tracing["exporter_off"]["cpu_ms_per_order"], tracing["exporter_on"]["cpu_ms_per_order"]
-        ours = [name for name in off if name not in ("load generator", "jaeger")]
-        total_off, total_on = sum(off[n] for n in ours), sum(on.get(n, 0.0) for n in ours)
-        lines += [
-            f"### What tracing costs (fresh stacks at {tracing['rate']} orders/s)",
-            "",
-            _row(["process", "exporter off", "exporter on (sampling 1.0)"]),
-            _row(["---", "---", "---"]),
-        ]
-        lines += [_row([name, off[name], on.get(name)]) for name in ours]
-        lines += [
-            _row(["**total (ours, PostgreSQL, Kafka)**", round(total_off, 2), round(total_on, 2)]),
-            _row(["jaeger (the backend itself)", "—", on.get("jaeger")]),
-            "",
-            f"Exporting every span added {round((total_on / total_off - 1) * 100, 1)} % CPU per order "
-            "(CPU ms per order; off = spans made but not exported, as without an OTLP endpoint).",
-            "",
-        ]
+    lines += tracing_rows(results.get("tracing") or {})
     for key, name in (("at_50", "50 %"), ("at_70", "70 %")):
         if (results.get(key) or {}).get("hops_ms"):
             import hops

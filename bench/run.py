@@ -369,14 +369,20 @@ async def main(args: argparse.Namespace) -> int:
 
 
 async def tracing_cost(rate: float, args: argparse.Namespace) -> dict[str, Any]:
-    """CPU per order with span export off and on (to a real Jaeger, sampling 1.0), each on a fresh
-    stack at the same offered rate, one after the other. "Off" is how the stack runs without an
-    OTLP endpoint: spans are still made (trace context must flow), just not exported."""
+    """CPU per order with tracing disabled (``OTEL_SDK_DISABLED``), with span export off and on (to
+    a real Jaeger, sampling 1.0), each on a fresh stack at the same offered rate, one after the
+    other. "Off" is how the stack runs without an OTLP endpoint: spans are still made (trace
+    context must flow), just not exported."""
     found: dict[str, Any] = {"rate": rate}
     if not jaeger_built(cache_dir()):
         found["skipped"] = "Jaeger is not built here (no Go toolchain)"
         return found
-    for key, observe in (("exporter_off", False), ("exporter_on", True)):
+    arms = (
+        ("sdk_disabled", False, {"OTEL_SDK_DISABLED": "true"}),
+        ("exporter_off", False, {}),
+        ("exporter_on", True, {}),
+    )
+    for key, observe, env in arms:
         work = Path(tempfile.mkdtemp(prefix=f"emporium-bench-{key}-"))
         stack = Stack(
             root=repo_root(),
@@ -386,6 +392,7 @@ async def tracing_cost(rate: float, args: argparse.Namespace) -> dict[str, Any]:
             echo=False,
             log_level="WARNING",
             observe=observe,
+            env=env,
         )
         print(f"tracing cost, {key.replace('_', ' ')}: {rate}/s ...", flush=True)
         await asyncio.to_thread(stack.start, 180)
@@ -459,10 +466,22 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=repo_root() / "bench" / "results")
     parser.add_argument("--quick", action="store_true", help="short steps, for a smoke run")
     parser.add_argument("--no-tracing", action="store_true", help="skip the tracing-cost comparison")
+    parser.add_argument(
+        "--tracing-only",
+        type=float,
+        metavar="RATE",
+        help="only the tracing-cost comparison at RATE orders/s; writes OUT/tracing.json",
+    )
     parser.add_argument("--start-rate", type=float, default=10.0)
     parser.add_argument("--ceiling", type=float, default=800.0)
     parser.add_argument("--browse-rate", type=float, default=40.0)
     args = parser.parse_args()
     args.step_seconds = 5.0 if args.quick else 10.0
     args.measure_seconds = 8.0 if args.quick else 20.0
+    if args.tracing_only:
+        found = asyncio.run(tracing_cost(args.tracing_only, args))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "tracing.json").write_text(json.dumps(found, indent=2))
+        print("\n".join(report.tracing_rows(found)))
+        sys.exit(0)
     sys.exit(asyncio.run(main(args)))
