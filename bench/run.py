@@ -392,6 +392,7 @@ async def tracing_cost(rate: float, args: argparse.Namespace) -> dict[str, Any]:
             echo=False,
             log_level="WARNING",
             observe=observe,
+            monitor=False,  # Prometheus's scrapes would cost the services CPU in one arm only
             env=env,
         )
         print(f"tracing cost, {key.replace('_', ' ')}: {rate}/s ...", flush=True)
