@@ -24,7 +24,7 @@ from emporium_events.envelope import Envelope, UndecodableMessage, decode
 from emporium_events.failpoints import crash_point
 from emporium_events.metrics import MessagingMetrics
 from emporium_events.outbox import UnitOfWork, dead_letters
-from emporium_events.topics import dlq
+from emporium_events.topics import dlq, topic_for
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,9 @@ class EventConsumer:
         self._lag_series: dict[TopicPartition, Any] = {}  # the gauge's child per partition, made once
         for topic in self._topics:  # at 0 from the start: increase() then sees the first dead letter
             metrics.dead_letters.labels(topic)
+            for event_type in self._handlers:  # and the first event of each type it handles
+                if topic_for(event_type) == topic:
+                    metrics.consumed.labels(topic, event_type, "handled")
         self._last_commit = 0.0
         self._consumer: AIOKafkaConsumer | None = None
         self._tracer = trace.get_tracer("emporium.consumer")

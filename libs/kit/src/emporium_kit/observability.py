@@ -60,6 +60,7 @@ def _tracer_provider(service: str) -> TracerProvider:
     names = env.get("OTEL_TRACES_EXPORTER") or ("otlp" if has_endpoint else "none")
     for name in (n.strip().lower() for n in names.split(",")):
         if name == "otlp":
+            # Imported only when used: it brings protobuf, which a process not exporting never needs.
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
