@@ -182,7 +182,8 @@ def queries(board: dict[str, Any], values: dict[str, str]) -> list[Query]:
 # --- Metric names -----------------------------------------------------------------------------
 
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_KEYWORDS = {"and", "or", "unless", "bool", "offset"}
+# group_left and group_right may come without a label list.
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "group_left", "group_right"}
 
 
 def names_read(expr: str) -> tuple[set[str], set[str]]:

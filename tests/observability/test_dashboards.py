@@ -18,11 +18,13 @@ from observability_code import (
     DASHBOARD_FILES,
     PROVISIONING,
     dashboards,
+    exposed,
     panels,
     queries,
     resolve_variables,
     run,
     targets,
+    unknown_names,
     variable_query,
     variables,
     variables_used,
@@ -153,3 +155,27 @@ def test_grafana_provisioning_loads_the_dashboards_folder_into_one_folder_as_cod
     assert provider["folder"] and provider["folderUid"]
     assert provider["allowUiUpdates"] is False and provider["disableDeletion"] is True
     assert Path(provider["options"]["path"]).is_absolute(), "the folder mounted into Grafana"
+
+
+def test_a_misspelled_metric_name_or_pattern_is_reported_as_unknown():
+    """What the live checks (tests/e2e) rely on to fail on a dashboard's typo."""
+    page = (
+        "# HELP emporium_orders_saga_outcomes_total Orders.\n"
+        "# TYPE emporium_orders_saga_outcomes_total counter\n"
+        "# TYPE emporium_orders_saga_completion_seconds histogram\n"
+        'emporium_orders_consumer_lag_messages{group="orders"} 0\n'
+    )
+    known = exposed(page) | {"job:emporium_outbox_oldest_age_seconds:max"}
+    good = (
+        "histogram_quantile(0.99, sum by (le) (rate(emporium_orders_saga_completion_seconds_bucket[1m])))"
+        ' / on (job) group_left sum by (job) ({__name__=~"emporium_[a-z]+_consumer_lag_messages"})'
+        " or job:emporium_outbox_oldest_age_seconds:max > bool 30"
+    )
+    assert unknown_names(good, known) == []
+    assert unknown_names("sum(rate(emporium_orders_saga_outcome_total[1m]))", known) == [
+        "emporium_orders_saga_outcome_total"
+    ]
+    assert unknown_names('{__name__=~"emporium_[a-z]+_consumer_lags_messages"}', known) == [
+        "__name__=~'emporium_[a-z]+_consumer_lags_messages'"
+    ]
+    assert unknown_names("vector(1)", known) == ["(no metric)"]
