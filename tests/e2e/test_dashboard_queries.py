@@ -24,6 +24,7 @@ BOARDS = dashboards()
 async def prometheus(api, stack) -> str:
     """The stack's Prometheus once it has scraped an order's metrics (so that the variables
     that list routes and services have values)."""
+    assert stack.monitoring is not None, "the stack runs its own Prometheus"
     _, token = await api.customer()
     await api.settled(token, (await api.place(token, await api.product(stock=1), 1))["id"])
     url = f"{stack.monitoring.prometheus_url}/api/v1"
