@@ -4,19 +4,15 @@ metric the rules read exposed by a running process."""
 
 from __future__ import annotations
 
-import re
 import time
 
 import httpx
-
-from emporium_devstack.testing import repo_root
+import yaml  # PyYAML, with uvicorn[standard]
+from observability_code import RULE_FILES, exposed, recorded, rules, unknown_names
 
 
 def _rule_groups() -> set[str]:
-    import yaml  # PyYAML, with uvicorn[standard]
-
-    paths = (repo_root() / "deploy/observability/prometheus/rules").glob("*.yml")
-    return {group["name"] for path in paths for group in yaml.safe_load(path.read_text())["groups"]}
+    return {group["name"] for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]}
 
 
 def _until(check, timeout: float = 30.0):
@@ -57,55 +53,12 @@ def test_prometheus_has_every_rule_group_loaded_and_alerts_to_the_alertmanager(s
     assert "TargetDown" in status["config"]["original"], "the project's alertmanager.yml is loaded"
 
 
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_KEYWORDS = {"and", "or", "unless", "bool", "offset"}
-
-
-def _names_read(expr: str) -> tuple[set[str], set[str]]:
-    """(metric names, ``__name__`` regexes) an expression selects. Enough PromQL for our rules:
-    strings, label matchers, groupings and ranges are dropped, then any identifier not called
-    as a function is a metric name."""
-    regexes = set(re.findall(r'__name__\s*=~\s*"((?:[^"\\]|\\.)*)"', expr))
-    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", _GROUPING.sub(" ", bare))
-    names = {
-        name
-        for name, call in re.findall(r"\b([a-zA-Z_][a-zA-Z0-9_:]*)(\s*\()?", bare)
-        if not call and name not in _KEYWORDS
-    }
-    return names, {r.encode().decode("unicode_escape") for r in regexes}
-
-
-def _exposed(text: str) -> set[str]:
-    """Every series name a /metrics page can produce, with or without samples yet."""
-    names = set()
-    for kind, name, rest in re.findall(r"^# (HELP|TYPE) (\S+) ?(.*)$", text, re.MULTILINE):
-        names.add(name)
-        if kind == "TYPE" and rest == "histogram":
-            names |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
-    names |= set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", text, re.MULTILINE))
-    return names
-
-
 def test_every_metric_the_rules_read_is_one_a_running_process_exposes(stack):
-    exposed = {"up"}  # Prometheus's own, per target
+    known = {"up"} | recorded()  # up: Prometheus's own, per target
     for name in stack.names:
         url = stack.gateway_url if name == "gateway" else stack.service_url(name)
-        exposed |= _exposed(httpx.get(f"{url}/metrics", timeout=5).text)
-    import yaml
-
-    rules = [
-        rule
-        for path in (repo_root() / "deploy/observability/prometheus/rules").glob("*.yml")
-        for group in yaml.safe_load(path.read_text())["groups"]
-        for rule in group["rules"]
-    ]
-    recorded = {rule["record"] for rule in rules if "record" in rule}
-    for rule in rules:
-        names, regexes = _names_read(rule["expr"])
+        known |= exposed(httpx.get(f"{url}/metrics", timeout=5).text)
+    for rule in rules():
         what = rule.get("alert") or rule.get("record")
-        assert names or regexes, f"{what}: no metric found in {rule['expr']!r}"
-        unknown = {n for n in names if n not in exposed and n not in recorded}
-        assert not unknown, f"{what} reads {sorted(unknown)}, which no process exposes"
-        for regex in regexes:
-            assert any(re.fullmatch(regex, n) for n in exposed), f"{what}: nothing matches {regex!r}"
+        unknown = unknown_names(rule["expr"], known)
+        assert not unknown, f"{what} reads {unknown}, which no process exposes: {rule['expr']!r}"

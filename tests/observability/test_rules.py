@@ -7,29 +7,15 @@ The tools are Debian's ``prometheus`` (promtool) and ``prometheus-alertmanager``
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 import yaml  # PyYAML, with uvicorn[standard]
+from observability_code import OBSERVABILITY, RULE_FILES, run
 
 from emporium_devstack.testing import repo_root
 
-OBSERVABILITY = repo_root() / "deploy" / "observability"
-RULES = sorted((OBSERVABILITY / "prometheus" / "rules").glob("*.yml"))
+RULES = RULE_FILES
 RULE_TESTS = sorted((OBSERVABILITY / "prometheus" / "tests").glob("*.yml"))
 ALERTMANAGER = OBSERVABILITY / "alertmanager" / "alertmanager.yml"
-
-
-def run(tool: str, *args: str | Path) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} is not installed: `make bootstrap` installs it (Debian's prometheus packages)")
-    result = subprocess.run([path, *map(str, args)], capture_output=True, text=True, timeout=120)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{tool} {' '.join(map(str, args))} failed:\n{output}"
-    return output
 
 
 def alerts() -> dict[str, dict]:
