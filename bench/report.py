@@ -116,6 +116,7 @@ def tracing_rows(tracing: dict[str, Any]) -> list[str]:
     lines = [
         f"### What tracing costs (fresh stacks at {tracing['rate']} orders/s, CPU ms per order)",
         "",
+        *([f"Arms run {tracing['order']}.", ""] if tracing.get("order") else []),
         _row(["process", *(titles[k] for k in arms)]),
         _row(["---"] * (len(arms) + 1)),
     ]
