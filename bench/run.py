@@ -308,6 +308,19 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _stack(work: Path, **options: Any) -> Stack:
+    """A stack of the benchmark's own: free ports, quiet, in ``work``."""
+    return Stack(
+        root=repo_root(),
+        cache_dir=cache_dir(),
+        work_dir=work,
+        free_ports=True,
+        echo=False,
+        log_level="WARNING",
+        **options,
+    )
+
+
 async def main(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -323,14 +336,7 @@ async def main(args: argparse.Namespace) -> int:
             "load": "open loop, latency from each request's scheduled start",
         },
     }
-    stack = Stack(
-        root=repo_root(),
-        cache_dir=cache_dir(),
-        work_dir=work,
-        free_ports=True,
-        echo=False,
-        log_level="WARNING",
-    )
+    stack = _stack(work)
     print(f"starting the stack in {work} ...", flush=True)
     await asyncio.to_thread(stack.start, 180)
     try:
@@ -406,17 +412,8 @@ async def _tracing_arm(
     key: str, rate: float, args: argparse.Namespace, *, observe: bool, env: dict[str, str]
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"emporium-bench-{key}-"))
-    stack = Stack(
-        root=repo_root(),
-        cache_dir=cache_dir(),
-        work_dir=work,
-        free_ports=True,
-        echo=False,
-        log_level="WARNING",
-        observe=observe,
-        monitor=False,  # Prometheus's scrapes would cost the services CPU in one arm only
-        env=env,
-    )
+    # No Prometheus: its scrapes would cost the services CPU in one arm only.
+    stack = _stack(work, observe=observe, monitor=False, env=env)
     print(f"tracing cost, {key.replace('_', ' ')}: {rate}/s ...", flush=True)
     await asyncio.to_thread(stack.start, 180)
     try:
