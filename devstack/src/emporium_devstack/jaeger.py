@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -19,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from emporium_devstack.ports import free_port, log_tail
+from emporium_devstack.ports import free_port, log_tail, terminate
 
 JAEGER_MODULE = "github.com/jaegertracing/jaeger"
 JAEGER_VERSION = "v1.76.0"  # the module's tag; the program in it is Jaeger v2
@@ -194,14 +193,8 @@ class Jaeger:
 
     def stop(self, timeout: float = 10) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            terminate(proc, timeout=timeout)
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         """One trace from the query API (``/api/traces/<id>``), or None while it is unknown."""

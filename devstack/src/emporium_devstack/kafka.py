@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -20,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .ports import free_port, log_tail, port_open
+from .ports import free_port, log_tail, port_open, terminate
 
 KAFKA_VERSION = "4.1.2"
 # log4j version Kafka 4.1.2 itself pulls in (kafka-server -> log4j-core 2.25.3); Kafka 4.1.2 uses
@@ -264,13 +263,7 @@ class KafkaBroker:
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, timeout=timeout)
         self._reap()
 
     def kill(self) -> None:

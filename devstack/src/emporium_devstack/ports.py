@@ -1,8 +1,9 @@
-"""Free-port selection and port readiness checks."""
+"""Free-port selection, port readiness checks, and stopping the processes behind the ports."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -66,3 +67,26 @@ def wait_for_port(
                 f"{host}:{port} did not open within {timeout:.0f}s; log tail:\n{log_tail(log_path)}"
             )
         time.sleep(0.1)
+
+
+def terminate(proc: subprocess.Popen[bytes], *, timeout: float, group: bool = False) -> None:
+    """SIGTERM (to its process group if ``group``), SIGKILL if still alive after ``timeout``
+    seconds; a process that has already ended is left as it is."""
+    if proc.poll() is not None:
+        return
+
+    def send(sig: signal.Signals) -> None:
+        try:
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        except ProcessLookupError:  # ended in between
+            pass
+
+    send(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        proc.wait()

@@ -12,9 +12,7 @@ inhibition rule rely on). Data lives in ``work_dir`` and is kept across runs.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -22,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from .ports import free_port, log_tail, port_open
+from .ports import free_port, log_tail, port_open, terminate
 
 DEFAULT_PROMETHEUS_PORT = 9090
 DEFAULT_ALERTMANAGER_PORT = 9093
@@ -150,16 +148,8 @@ class Monitoring:
         """Prometheus first (it flushes its head block), then Alertmanager. Idempotent."""
         for name in ("prometheus", "alertmanager"):
             proc = self._procs.pop(name, None)
-            if proc is None or proc.poll() is not None:
-                continue
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=timeout)
-            except ProcessLookupError:  # ended in between
-                pass
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            if proc is not None:
+                terminate(proc, timeout=timeout, group=True)
         for log in self._logs:
             log.close()
         self._logs.clear()
