@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from emporium_kit.settings import ServiceSettings, env_prefix
+from emporium_kit.settings import ProcessSettings, env_prefix
 
 # A development-only signing key. Every real deployment MUST set GATEWAY_JWT_SECRET to a random
 # value of at least 32 bytes (e.g. `python -c "import secrets; print(secrets.token_urlsafe(48))"`).
 DEV_JWT_SECRET = "emporium-dev-only-jwt-secret-change-me-in-every-deployment"
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(ProcessSettings):
     model_config = env_prefix("gateway")
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/gateway"
