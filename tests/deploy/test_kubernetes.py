@@ -580,7 +580,7 @@ def test_each_workload_reaches_its_own_database_only_and_the_services_reach_kafk
 
 
 def test_prometheus_may_scrape_every_deployment_and_the_kafka_listener_admits_only_emporium():
-    policies, pods, namespace = network("prod")
+    policies, pods, _ = network("prod")
     prometheus: Pod = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
     for who, pod in pods.items():
         if who.startswith("Deployment/"):
