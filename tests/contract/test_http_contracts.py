@@ -134,10 +134,10 @@ def test_a_provider_answers_with_every_field_its_consumer_reads(
 
 # ---------------------------------------------------------------------------- requests
 
-RELAYED = "relayed"  # the public request's JSON body, or its declared query parameters, sent on unchanged
-PASSED_THROUGH = (
-    "passed through"  # the client's raw query string, undeclared by the gateway: the service judges
-)
+# The public request's JSON body, or its declared query parameters, sent on unchanged.
+RELAYED = "relayed"
+# The client's raw query string, which the gateway does not declare: the service alone judges it.
+PASSED_THROUGH = "passed through"
 EVERY_SERVICE = tuple(PROVIDERS)
 
 
@@ -249,8 +249,7 @@ class RecordingServices:
         params: Any = None,
         json: Any = None,
         headers: Any = None,
-        timeout: float | None = None,
-        retry: bool | None = None,
+        **options: Any,  # timeout, retry: how to call, not what is sent
     ) -> httpx.Response:
         query = dict(params.items() if isinstance(params, dict) else params or [])
         self.sent.append(Sent(service, method, path, query, json))
