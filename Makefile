@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := uv run --frozen
 PYTEST_FLAGS ?= -q
 
-.PHONY: bootstrap run trace test lint unit contract e2e faults bench lint-imports contract-snapshots clean
+.PHONY: bootstrap run trace test test-service lint unit contract e2e faults bench lint-imports contract-snapshots clean
 
 bootstrap:
 	@devstack/bin/bootstrap
@@ -19,6 +19,14 @@ trace: ## one trace from make run's Jaeger as a tree: make trace ID=<trace_id> (
 
 test: bootstrap lint ## the checks, then every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
 	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests libs services gateway tests/observability tests/deploy tests/contract tests/e2e tests/faults
+
+TEST_SERVICES := catalog inventory orders payments notifications gateway
+
+test-service: ## one team's tests plus the contract tests, nothing else: make test-service SVC=orders (or gateway)
+	@case " $(TEST_SERVICES) " in *" $(SVC) "*) [ -n "$(SVC)" ] ;; *) false ;; esac || { \
+	  echo "make test-service: SVC must be one of: $(TEST_SERVICES) (got '$(SVC)')" >&2; exit 2; }
+	@devstack/bin/bootstrap
+	@$(UV) pytest $(PYTEST_FLAGS) $(if $(filter gateway,$(SVC)),gateway/tests,services/$(SVC)/tests) tests/contract
 
 unit: bootstrap
 	@for p in catalog inventory orders payments notifications; do \

@@ -124,6 +124,103 @@ async def test_order_bodies_are_validated_at_the_gateway(gateway, as_customer, s
     assert services.calls == []
 
 
+# ---------------------------------------------------------------------------- product updates
+
+A_PRODUCT = {
+    "id": PRODUCT_ID,
+    "sku": "MUG-1",
+    "name": "Mug",
+    "description": "Stoneware, 350 ml",
+    "price_cents": 1400,
+    "currency": "EUR",
+    "category": "kitchen",
+}
+
+
+async def test_a_patch_sends_the_catalog_only_the_fields_it_names(gateway, as_admin, services) -> None:
+    services.reply("catalog", "PATCH", f"/products/{PRODUCT_ID}", 200, A_PRODUCT)
+
+    response = await gateway.patch(
+        f"/api/v1/products/{PRODUCT_ID}", headers=as_admin, json={"price_cents": 1400}
+    )
+
+    assert response.status_code == 200 and response.json() == A_PRODUCT
+    [sent] = services.requests_to("catalog")
+    assert sent.method == "PATCH" and json.loads(sent.content) == {"price_cents": 1400}
+
+
+async def test_a_merge_patch_with_null_clears_the_category_and_the_null_reaches_the_catalog(
+    gateway, as_admin, services
+) -> None:
+    services.reply("catalog", "PATCH", f"/products/{PRODUCT_ID}", 200, {**A_PRODUCT, "category": None})
+
+    response = await gateway.patch(
+        f"/api/v1/products/{PRODUCT_ID}",
+        headers={**as_admin, "content-type": "application/merge-patch+json"},
+        content=b'{"category": null}',
+    )
+
+    assert response.status_code == 200
+    [sent] = services.requests_to("catalog")
+    assert json.loads(sent.content) == {"category": None}
+
+
+async def test_a_patch_with_null_for_a_field_that_cannot_be_unset_is_a_422_at_the_gateway(
+    gateway, as_admin, services
+) -> None:
+    for field in ("name", "description", "price_cents", "currency"):
+        response = await gateway.patch(f"/api/v1/products/{PRODUCT_ID}", headers=as_admin, json={field: None})
+
+        assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
+        assert f"{field}: " in response.json()["detail"] and "cannot be null" in response.json()["detail"]
+    assert services.calls == []
+
+
+async def test_a_put_must_name_every_field_so_a_partial_one_resets_nothing(
+    gateway, as_admin, services
+) -> None:
+    response = await gateway.put(
+        f"/api/v1/products/{PRODUCT_ID}", headers=as_admin, json={"price_cents": 1400}
+    )
+
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
+    detail = response.json()["detail"]
+    assert all(f"{f}: Field required" in detail for f in ("name", "description", "currency", "category"))
+    assert services.calls == []
+
+
+async def test_a_full_put_is_relayed_to_the_catalogs_put(gateway, as_admin, services) -> None:
+    services.reply("catalog", "PUT", f"/products/{PRODUCT_ID}", 200, A_PRODUCT)
+    replacement = {k: A_PRODUCT[k] for k in ("name", "description", "price_cents", "currency", "category")}
+
+    response = await gateway.put(f"/api/v1/products/{PRODUCT_ID}", headers=as_admin, json=replacement)
+
+    assert response.status_code == 200
+    [sent] = services.requests_to("catalog")
+    assert sent.method == "PUT" and json.loads(sent.content) == replacement
+
+
+async def test_product_values_the_catalog_would_refuse_are_refused_at_the_gateway(
+    gateway, as_admin, services
+) -> None:
+    new = {"sku": "MUG-2", "name": "Mug", "price_cents": 1}
+    refused = [
+        ("post", "/api/v1/products", {**new, "currency": "eur"}),
+        ("post", "/api/v1/products", {**new, "sku": "MUG 2"}),  # the catalog's sku pattern
+        ("post", "/api/v1/products", {**new, "description": "x" * 5001}),
+        ("post", "/api/v1/products", {**new, "currency": None}),
+        ("patch", f"/api/v1/products/{PRODUCT_ID}", {"price_cents": 10**10 + 1}),
+        ("patch", f"/api/v1/products/{PRODUCT_ID}", {"category": "x" * 101}),
+        ("patch", f"/api/v1/products/{PRODUCT_ID}", {"name": "   "}),  # blank once stripped, as there
+    ]
+
+    for method, path, body in refused:
+        response = await gateway.request(method, path, headers=as_admin, json=body)
+        assert response.status_code == 422, (method, body)
+        assert response.headers["content-type"] == PROBLEM and response.json()["detail"]
+    assert services.calls == []
+
+
 async def test_a_path_id_that_is_not_a_uuid_is_a_422_not_a_500(gateway, as_customer) -> None:
     response = await gateway.get("/api/v1/orders/42", headers=as_customer)
 

@@ -100,3 +100,34 @@ async def test_the_catalog_lists_searches_and_pages_products_with_their_availabi
 async def test_the_gateway_is_ready_only_when_every_service_is(api):
     r = await api.client.get("/readyz")
     assert r.status_code == 200
+
+
+async def test_patching_only_a_products_price_keeps_its_currency_and_description(api):
+    admin = api.auth(api.admin_token)
+    created = await api.client.post(
+        "/api/v1/products",
+        headers=admin,
+        json={
+            "sku": f"EUR-{uuid4().hex[:8]}",
+            "name": "Espresso cup",
+            "description": "Porcelain, 80 ml",
+            "price_cents": 900,
+            "currency": "EUR",
+            "category": "kitchen",
+        },
+    )
+    assert created.status_code == 201, created.text
+    path = f"/api/v1/products/{created.json()['id']}"
+
+    patched = await api.client.patch(path, headers=admin, json={"price_cents": 950})
+    assert patched.status_code == 200, patched.text
+    partial_put = await api.client.put(path, headers=admin, json={"price_cents": 1})
+    assert partial_put.status_code == 422 and partial_put.headers["content-type"].startswith(PROBLEM)
+
+    product = (await api.client.get(path)).json()
+    assert (product["price_cents"], product["currency"], product["description"]) == (
+        950,
+        "EUR",
+        "Porcelain, 80 ml",
+    )
+    assert product["category"] == "kitchen" and product["name"] == "Espresso cup"

@@ -1,8 +1,10 @@
 from copy import deepcopy
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 
+from catalog.bootstrap import build_app
 from catalog.domain.commands import CreateProduct, UpdateProduct
 from catalog.domain.model import DuplicateSku, Product, ProductNotFound
 from catalog.service_layer import handlers
@@ -32,14 +34,14 @@ class FakeUoW(FakeUnitOfWork):
         self.products = FakeProducts()
 
 
-def create(sku="MUG-1", price=1250):
+def create(sku="MUG-1", price=1250, currency="USD", description=""):
     return CreateProduct(
         product_id=uuid4(),
         sku=sku,
         name="Mug",
-        description="",
+        description=description,
         price_cents=price,
-        currency="USD",
+        currency=currency,
         category="kitchen",
     )
 
@@ -88,3 +90,137 @@ async def test_updating_a_missing_product_is_not_found():
             ),
             FakeUoW(),
         )
+
+
+async def test_an_update_that_names_only_the_price_keeps_every_other_field():
+    uow = FakeUoW()
+    product = await handlers.create_product(create(currency="EUR", description="Stoneware, 350 ml"), uow)
+
+    await handlers.update_product(UpdateProduct(product_id=product.id, price_cents=1400), uow)
+
+    stored = uow.products.rows[product.id]
+    assert (stored.price_cents, stored.currency, stored.description) == (1400, "EUR", "Stoneware, 350 ml")
+    assert (stored.name, stored.category, stored.sku) == ("Mug", "kitchen", "MUG-1")
+    assert uow.published[1].currency == "EUR" and uow.published[1].price_cents == 1400
+
+
+async def test_an_update_that_changes_nothing_writes_and_announces_nothing():
+    uow = FakeUoW()
+    product = await handlers.create_product(create(), uow)
+
+    same = await handlers.update_product(UpdateProduct(product_id=product.id, price_cents=1250), uow)
+
+    assert same.updated_at == product.updated_at
+    assert uow.published_types() == ["ProductCreated"] and uow.committed == 1
+
+
+# ---------------------------------------------------------------------------- HTTP: PUT and PATCH
+
+PROBLEM = "application/problem+json"
+
+
+class FakeRuntime:
+    """The part of ``Runtime`` the product routes use: a unit of work (here the fake one)."""
+
+    def __init__(self, uow: FakeUoW) -> None:
+        self._uow = uow
+
+    def uow(self) -> FakeUoW:
+        return self._uow
+
+
+@pytest.fixture
+def uow() -> FakeUoW:
+    return FakeUoW()
+
+
+@pytest.fixture
+async def api(uow):
+    app = build_app()
+    app.state.runtime = FakeRuntime(uow)  # no lifespan: nothing to connect to
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://catalog") as client:
+        yield client
+
+
+@pytest.fixture
+async def euro_mug(uow):
+    return await handlers.create_product(create(currency="EUR", description="Stoneware, 350 ml"), uow)
+
+
+async def test_patching_only_the_price_of_a_euro_product_keeps_its_currency_and_description(
+    api, uow, euro_mug
+):
+    response = await api.patch(f"/products/{euro_mug.id}", json={"price_cents": 1400})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["price_cents"], body["currency"], body["description"]) == (1400, "EUR", "Stoneware, 350 ml")
+    assert body["category"] == "kitchen" and body["name"] == "Mug"
+    assert uow.products.rows[euro_mug.id].currency == "EUR"
+
+
+async def test_a_merge_patch_content_type_is_accepted(api, euro_mug):
+    response = await api.patch(
+        f"/products/{euro_mug.id}",
+        content=b'{"name": "Tall mug"}',
+        headers={"content-type": "application/merge-patch+json"},
+    )
+
+    assert response.status_code == 200 and response.json()["name"] == "Tall mug"
+
+
+async def test_a_patch_with_null_clears_the_category(api, uow, euro_mug):
+    response = await api.patch(f"/products/{euro_mug.id}", json={"category": None})
+
+    assert response.status_code == 200 and response.json()["category"] is None
+    assert uow.products.rows[euro_mug.id].currency == "EUR"
+
+
+@pytest.mark.parametrize("field", ["name", "description", "price_cents", "currency"])
+async def test_a_patch_with_null_for_a_field_that_cannot_be_unset_is_a_422_naming_it(
+    api, uow, euro_mug, field
+):
+    response = await api.patch(f"/products/{euro_mug.id}", json={"price_cents": 1, field: None})
+
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
+    assert f"{field}: " in response.json()["detail"] and "cannot be null" in response.json()["detail"]
+    assert uow.products.rows[euro_mug.id].price_cents == 1250 and uow.published_types() == ["ProductCreated"]
+
+
+async def test_a_patch_is_validated_like_a_new_product(api, euro_mug):
+    response = await api.patch(f"/products/{euro_mug.id}", json={"currency": "euro"})
+
+    assert response.status_code == 422 and "currency" in response.json()["detail"]
+
+
+async def test_a_put_replaces_every_field(api, uow, euro_mug):
+    replacement = {
+        "name": "Big mug",
+        "description": "",
+        "price_cents": 1500,
+        "currency": "USD",
+        "category": None,
+    }
+
+    response = await api.put(f"/products/{euro_mug.id}", json=replacement)
+
+    assert response.status_code == 200
+    assert {k: response.json()[k] for k in replacement} == replacement
+    assert uow.published_types() == ["ProductCreated", "ProductUpdated"]
+
+
+async def test_a_put_that_leaves_out_a_field_is_a_422_naming_it_and_resets_nothing(api, uow, euro_mug):
+    response = await api.put(f"/products/{euro_mug.id}", json={"name": "Mug", "price_cents": 1400})
+
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
+    detail = response.json()["detail"]
+    assert all(f"{f}: Field required" in detail for f in ("description", "currency", "category")), detail
+    stored = uow.products.rows[euro_mug.id]
+    assert (stored.price_cents, stored.currency, stored.description) == (1250, "EUR", "Stoneware, 350 ml")
+
+
+async def test_patching_a_missing_product_is_a_404_problem(api):
+    response = await api.patch(f"/products/{uuid4()}", json={"price_cents": 1})
+
+    assert response.status_code == 404 and response.headers["content-type"] == PROBLEM
+    assert "does not exist" in response.json()["detail"]

@@ -269,18 +269,44 @@ async def create_product(
 
 
 @router.put("/products/{product_id}", tags=["products"])
-async def update_product(
+async def replace_product(
     product_id: UUID,
-    body: schemas.ProductUpdate,
+    body: schemas.ProductReplacement,
     services: Services,
     admin: Admin,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    """Replace a product's editable fields: every one is required; to change some, use PATCH."""
+    return await _update_product("PUT", product_id, body, services, admin, idempotency_key)
+
+
+@router.patch("/products/{product_id}", tags=["products"])
+async def patch_product(
+    product_id: UUID,
+    body: schemas.ProductPatch,
+    services: Services,
+    admin: Admin,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """JSON merge patch (``application/json`` or ``application/merge-patch+json``): the fields
+    named change, the rest keep their values; ``null`` clears ``category`` and is refused for the
+    other fields."""
+    return await _update_product("PATCH", product_id, body, services, admin, idempotency_key)
+
+
+async def _update_product(
+    method: str,
+    product_id: UUID,
+    body: schemas.ProductReplacement | schemas.ProductPatch,
+    services: Upstreams,
+    admin: Principal,
+    idempotency_key: str | None,
+) -> Response:
     response = await services.request(
         "catalog",
-        "PUT",
+        method,
         f"/products/{product_id}",
-        json=body.model_dump(mode="json", exclude_unset=True),
+        json=body.model_dump(mode="json", exclude_unset=True),  # an explicit null stays: it clears
         headers=_headers(admin, idempotency_key),
     )
     return _relay(response, "catalog")

@@ -2,15 +2,18 @@
 
 Bodies bound for a service are validated here too, so a malformed request stops at the door
 with a 422; they allow unknown fields, which pass through, so a service can grow its contract by
-adding optional fields without a gateway release. The service stays the judge of its rules.
+adding optional fields without a gateway release. The service stays the judge of its rules, and
+the gateway must never accept a value the service refuses: tests/contract/test_http_contracts.py
+compares each of these models with the service's own, field by field and constraint by constraint.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from gateway.domain.model import (
     EMAIL_MAX_LENGTH,
@@ -67,29 +70,66 @@ class MeOut(BaseModel):
     role: Role
 
 
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+# The catalog's rules for a product's fields (catalog.entrypoints.http), checked by the contract tests.
+Sku = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", examples=["MUG-1"])
+]
+ProductName = Annotated[str, Field(min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=5000)]
+PriceCents = Annotated[int, Field(ge=0, le=10**10, description="minor units of the currency")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code", examples=["EUR"])]
+Category = Annotated[str, Field(max_length=100)]
 
 
 class ProductCreate(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
-    sku: Annotated[str, Field(min_length=1, max_length=64)]
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    description: Annotated[str, Field(max_length=10_000)] | None = None
-    price_cents: Annotated[int, Field(ge=0, le=10**12)]
-    currency: Currency | None = None
-    category: Annotated[str, Field(max_length=200)] | None = None
+    sku: Sku
+    name: ProductName
+    description: Description = ""
+    price_cents: PriceCents
+    currency: Currency = "USD"
+    category: Category | None = None
 
 
-class ProductUpdate(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ProductReplacement(BaseModel):
+    """``PUT``: the product's whole editable state. Every field is required (``category`` may be
+    ``null``), so a forgotten field is a 422, never a silent reset. The sku cannot be changed."""
 
-    sku: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    description: Annotated[str, Field(max_length=10_000)] | None = None
-    price_cents: Annotated[int, Field(ge=0, le=10**12)] | None = None
-    currency: Currency | None = None
-    category: Annotated[str, Field(max_length=200)] | None = None
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    name: ProductName
+    description: Description
+    price_cents: PriceCents
+    currency: Currency
+    category: Category | None
+
+
+def _leaving_out_keeps(schema: dict[str, Any]) -> None:
+    for prop in schema.get("properties", {}).values():
+        prop.pop("default", None)  # a field left out has no default: it keeps its value
+
+
+class ProductPatch(BaseModel):
+    """``PATCH``: a JSON merge patch (RFC 7396). A field left out keeps its value; ``null`` clears
+    ``category`` (the one nullable field) and is refused for the others, which cannot be unset
+    (send ``""`` to empty ``description``). The sku cannot be changed."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True, json_schema_extra=_leaving_out_keeps)
+
+    # ``SkipJsonSchema[None]``: None stands for "left out" in Python; the schema shows no null.
+    name: ProductName | SkipJsonSchema[None] = None
+    description: Description | SkipJsonSchema[None] = None
+    price_cents: PriceCents | SkipJsonSchema[None] = None
+    currency: Currency | SkipJsonSchema[None] = None
+    category: Category | None = None
+
+    @field_validator("name", "description", "price_cents", "currency")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:  # only an explicit null gets here; a field left out is not validated
+            raise ValueError("cannot be null: leave it out to keep it (only category can be cleared)")
+        return value
 
 
 class StockLevel(BaseModel):

@@ -3,6 +3,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from catalog.domain.model import KEEP, Keep
+
 
 @dataclass(frozen=True, kw_only=True)
 class CreateProduct:
@@ -17,9 +19,12 @@ class CreateProduct:
 
 @dataclass(frozen=True, kw_only=True)
 class UpdateProduct:
+    """Change a product: a full replacement (PUT) names every field, a merge patch (PATCH) only
+    those it changes; a field left as KEEP keeps its value."""
+
     product_id: UUID
-    name: str
-    description: str
-    price_cents: int
-    currency: str
-    category: str | None
+    name: str | Keep = KEEP
+    description: str | Keep = KEEP
+    price_cents: int | Keep = KEEP
+    currency: str | Keep = KEEP
+    category: str | Keep | None = KEEP

@@ -7,7 +7,8 @@ from typing import Annotated, Any, cast
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from catalog.adapters import views
 from catalog.domain.commands import CreateProduct, UpdateProduct
@@ -17,21 +18,66 @@ from emporium_kit.runtime import Runtime
 
 router = APIRouter()
 
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. USD")]
+Sku = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", examples=["MUG-1"])
+]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=5000)]
+PriceCents = Annotated[int, Field(ge=0, le=10**10, description="minor units of the currency")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code", examples=["EUR"])]
+Category = Annotated[str, Field(max_length=100)]
 
 
-class ProductFields(BaseModel):
+class NewProduct(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=5000)
-    price_cents: int = Field(ge=0, le=10**10)
+    sku: Sku
+    name: Name
+    description: Description = ""
+    price_cents: PriceCents
     currency: Currency = "USD"
-    category: str | None = Field(default=None, max_length=100)
+    category: Category | None = None
 
 
-class NewProduct(ProductFields):
-    sku: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+class ProductReplacement(BaseModel):
+    """``PUT``: the product's whole editable state. Every field is required (``category`` may be
+    ``null``), so a client that forgets one gets a 422 instead of a silent reset. The sku never
+    changes and is ignored here, like any field the catalog does not know."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    name: Name
+    description: Description
+    price_cents: PriceCents
+    currency: Currency
+    category: Category | None
+
+
+def _leaving_out_keeps(schema: dict[str, Any]) -> None:
+    for prop in schema.get("properties", {}).values():
+        prop.pop("default", None)  # a field left out has no default: it keeps its value
+
+
+class ProductPatch(BaseModel):
+    """``PATCH``: a JSON merge patch (RFC 7396). A field left out keeps its value; ``null`` clears
+    ``category`` (the one nullable field) and is refused for the others, which cannot be unset
+    (send ``""`` to empty ``description``). The sku never changes and is ignored here."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, json_schema_extra=_leaving_out_keeps)
+
+    # ``SkipJsonSchema[None]``: None stands for "left out" in Python; the schema shows no null.
+    name: Name | SkipJsonSchema[None] = None
+    description: Description | SkipJsonSchema[None] = None
+    price_cents: PriceCents | SkipJsonSchema[None] = None
+    currency: Currency | SkipJsonSchema[None] = None
+    category: Category | None = None
+
+    @field_validator("name", "description", "price_cents", "currency")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:  # only an explicit null gets here; a field left out is not validated
+            raise ValueError("cannot be null: leave it out to keep it (only category can be cleared)")
+        return value
 
 
 class ProductOut(BaseModel):
@@ -66,11 +112,21 @@ async def create_product(body: NewProduct, request: Request) -> ProductOut:
 
 
 @router.put("/products/{product_id}", response_model=ProductOut)
-async def update_product(product_id: UUID, body: ProductFields, request: Request) -> ProductOut:
+async def replace_product(product_id: UUID, body: ProductReplacement, request: Request) -> ProductOut:
+    """Replace every editable field; a field left out is a 422, never a reset."""
+    return await _update(request, UpdateProduct(product_id=product_id, **body.model_dump()))
+
+
+@router.patch("/products/{product_id}", response_model=ProductOut)
+async def patch_product(product_id: UUID, body: ProductPatch, request: Request) -> ProductOut:
+    """Merge patch: change the fields named, keep the rest (``null`` clears ``category``)."""
+    named = body.model_dump(include=body.model_fields_set)
+    return await _update(request, UpdateProduct(product_id=product_id, **named))
+
+
+async def _update(request: Request, command: UpdateProduct) -> ProductOut:
     async with _runtime(request).uow() as uow:
-        product = await handlers.update_product(
-            UpdateProduct(product_id=product_id, **body.model_dump()), uow
-        )
+        product = await handlers.update_product(command, uow)
     return ProductOut.model_validate(product, from_attributes=True)
 
 

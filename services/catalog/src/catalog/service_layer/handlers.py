@@ -44,7 +44,7 @@ async def update_product(cmd: UpdateProduct, uow: CatalogUnitOfWork) -> Product:
     product = await uow.products.get_for_update(product_id=cmd.product_id)
     if product is None:
         raise ProductNotFound(cmd.product_id)
-    product.revise(
+    changed = product.revise(
         name=cmd.name,
         description=cmd.description,
         price_cents=cmd.price_cents,
@@ -52,6 +52,8 @@ async def update_product(cmd: UpdateProduct, uow: CatalogUnitOfWork) -> Product:
         category=cmd.category,
         at=datetime.now(UTC),
     )
+    if not changed:
+        return product  # nothing to write and nothing to announce
     await uow.products.save(product)
     await uow.publish(
         ProductUpdated(
