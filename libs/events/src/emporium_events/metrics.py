@@ -17,6 +17,7 @@ class MessagingMetrics:
     handle_seconds: Histogram
     outbox_backlog: Gauge
     outbox_oldest_seconds: Gauge
+    outbox_relay_leader: Gauge
     consumer_lag: Gauge
     dead_letters: Counter
     dead_letters_depth: Gauge
@@ -64,6 +65,14 @@ class MessagingMetrics:
             outbox_oldest_seconds=Gauge(
                 f"{p}_outbox_oldest_age_seconds",
                 "Age of the oldest unpublished outbox row.",
+                registry=registry,
+            ),
+            # 0 or 1 per process: with N replicas exactly one series of a service reads 1 (a sum
+            # above 1 for long is a bug, 0 for long means nobody publishes its outbox).
+            outbox_relay_leader=Gauge(
+                f"{p}_outbox_relay_leader",
+                "1 while this process's outbox relay holds its database's outbox lease and so alone "
+                "publishes that outbox, 0 while it stands by.",
                 registry=registry,
             ),
             # Kafka's own records-lag: the end of the partition the consumer can read (the last
