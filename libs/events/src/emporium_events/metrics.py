@@ -25,7 +25,9 @@ class MessagingMetrics:
     @classmethod
     def for_service(cls, service: str, registry: CollectorRegistry = REGISTRY) -> MessagingMetrics:
         """One set per service and registry (a process may build its app more than once in tests)."""
-        key = (service, id(registry))
+        # Keyed by the registry itself, not its id(): a registry collected after one test could
+        # lend its id to the next test's, which then got metrics registered in the dead one.
+        key = (service, registry)
         if key not in _BUILT:
             built = _BUILT[key] = cls._build(service, registry)
             # Every event this service can publish is counted from 0: a series born at its first
@@ -97,4 +99,4 @@ class MessagingMetrics:
         )
 
 
-_BUILT: dict[tuple[str, int], MessagingMetrics] = {}
+_BUILT: dict[tuple[str, CollectorRegistry], MessagingMetrics] = {}
