@@ -37,6 +37,10 @@ counters = sa.Table(
 )
 
 LEASE_RETRY = 0.2
+# Replicas run on different hosts: here each reaches PostgreSQL through a proxy that delays its
+# answers by a replica's own few milliseconds, so that a relay which claimed a batch first may
+# learn of it (and send it) after one that claimed the next batch.
+ANSWER_DELAYS = (0.0, 0.012, 0.025)
 TAKEOVER_BOUND = 5.0  # seconds from the holder's death to another relay holding the lease
 
 _HOLDER = sa.text(
@@ -44,6 +48,47 @@ _HOLDER = sa.text(
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     " AND ((classid::bigint << 32) | objid::bigint) = :key"
 )
+
+
+class DelayProxy:
+    """A TCP proxy to PostgreSQL that delays what the server sends by ``delay`` seconds."""
+
+    def __init__(self, target: sa.URL, delay: float) -> None:
+        self._target, self._delay = target, delay
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task] = set()
+
+    async def start(self) -> sa.URL:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return self._target.set(host="127.0.0.1", port=port)
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for pipe in self._pipes:
+            pipe.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(self._target.host, self._target.port)
+        for pipe in (self._pipe(client_r, server_w, 0.0), self._pipe(server_r, client_w, self._delay)):
+            task = asyncio.create_task(pipe)
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, delay: float) -> None:
+        try:
+            while data := await source.read(65536):
+                if delay:
+                    await asyncio.sleep(delay)
+                sink.write(data)
+                await sink.drain()
+        except ConnectionError:
+            pass
+        finally:
+            sink.close()
 
 
 @dataclass
@@ -67,13 +112,19 @@ class Outbox:
     engine: AsyncEngine
     bootstrap: str
     replicas: list[Replica] = field(default_factory=list)
+    proxies: list[DelayProxy] = field(default_factory=list)
+    engines: list[AsyncEngine] = field(default_factory=list)
 
-    async def add_replica(self, *, sweep_interval: float = 0.5, batch_size: int = 7) -> Replica:
+    async def add_replica(self, *, sweep_interval: float = 0.5, batch_size: int = 10) -> Replica:
+        proxy = DelayProxy(self.engine.url, ANSWER_DELAYS[len(self.replicas) % len(ANSWER_DELAYS)])
+        self.proxies.append(proxy)
+        engine = create_async_engine(await proxy.start())
+        self.engines.append(engine)
         producer = make_producer(self.bootstrap, client_id=f"relay-{len(self.replicas)}")
         await producer.start()
         registry = CollectorRegistry()
         relay = OutboxRelay(
-            self.sessions,
+            make_session_factory(engine),
             producer,
             metrics=MessagingMetrics.for_service("relaytest", registry),
             batch_size=batch_size,  # small, so that a run is many batches a second relay could race
@@ -142,6 +193,10 @@ async def box(databases, kafka_bootstrap) -> AsyncIterator[Outbox]:
     await asyncio.gather(*(r.task for r in box.replicas if r.task), return_exceptions=True)
     for replica in box.replicas:
         await replica.producer.stop()
+    for replica_engine in box.engines:
+        await replica_engine.dispose()
+    for proxy in box.proxies:
+        await proxy.stop()
     await engine.dispose()
 
 
@@ -149,7 +204,9 @@ class Topic:
     """Reads the payments topic from where it ended when the test began."""
 
     def __init__(self, bootstrap: str) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        )
         self.records: dict[str, list[tuple[int, str]]] = defaultdict(list)  # key -> [(offset, event_id)]
 
     async def __aenter__(self) -> Topic:
@@ -213,7 +270,9 @@ async def _write_interleaved(box: Outbox, aggregates: list[UUID], events: int, *
 
 async def _expected(box: Outbox, aggregates: list[UUID]) -> dict[str, int]:
     async with box.sessions() as s:
-        rows = (await s.execute(sa.select(counters.c.id, counters.c.n).where(counters.c.id.in_(aggregates)))).all()
+        rows = (
+            await s.execute(sa.select(counters.c.id, counters.c.n).where(counters.c.id.in_(aggregates)))
+        ).all()
     return {str(row.id): row.n for row in rows}
 
 
@@ -236,7 +295,7 @@ async def test_three_relays_on_one_outbox_publish_each_aggregates_events_in_comm
 
     assert_in_commit_order(numbers, expected)
     assert sum(map(len, numbers.values())) == 300, "without a failure, each event is published once"
-    await box.leader()  # exactly one replica reports that it holds the lease
+    await box.leader()  # exactly one replica reports that it holds the lease  # exactly one replica reports that it holds the lease
 
 
 async def test_a_standby_takes_over_within_seconds_when_the_leaders_process_dies_and_loses_nothing(box):

@@ -92,9 +92,10 @@ _NOTIFY = sa.text(f"NOTIFY {CHANNEL}")
 # after ~11 s of silence (keepalives 5 s + 3 x 2 s) or 10 s of unacknowledged data.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 _TCP_USER_TIMEOUT_MS = 10_000
-# A holder frozen mid-batch (its Kafka sends waiting) keeps the lease at most this long; above
-# the producer's own request timeout (15 s) so a slow broker does not cost the lease.
-_IDLE_IN_TRANSACTION_MS = 60_000
+# A holder frozen mid-batch (its Kafka sends waiting) keeps the lease at most this long: twice
+# the producer's request timeout (15 s, after which a send fails anyway), so that a slow broker
+# does not cost the lease.
+_IDLE_IN_TRANSACTION_MS = 30_000
 
 
 class OutboxRelay:
