@@ -12,7 +12,7 @@ when that session ends, however it ends: a clean stop, a process killed with ``k
 kernel closes the socket), an administrator's ``pg_terminate_backend``, or a network cut once
 the server notices it (TCP keepalives and ``tcp_user_timeout`` on both ends, and
 ``idle_session_timeout`` / ``idle_in_transaction_session_timeout`` for a holder that is alive
-but frozen; see ``_LEASE_SESSION``).
+but frozen; see ``_lease_engine``).
 
 Fencing. The holder claims, marks and commits its batches *on the lease connection itself*,
 never on a pooled one. A statement that runs in that session runs while the lock is held (a
