@@ -64,3 +64,9 @@ def test_a_consumer_counts_each_event_type_it_handles_from_zero_on_that_events_t
         (topics.ORDERS, "orders.OrderPlaced"): 0,
         (topics.INVENTORY, "inventory.StockReserved"): 0,
     }
+
+
+def test_a_process_reports_that_its_relay_does_not_hold_the_outbox_lease_until_it_takes_it():
+    registry = CollectorRegistry()
+    MessagingMetrics.for_service("leasetest", registry)
+    assert registry.get_sample_value("emporium_leasetest_outbox_relay_leader") == 0

@@ -17,6 +17,7 @@ class MessagingMetrics:
     handle_seconds: Histogram
     outbox_backlog: Gauge
     outbox_oldest_seconds: Gauge
+    outbox_relay_leader: Gauge
     consumer_lag: Gauge
     dead_letters: Counter
     dead_letters_depth: Gauge
@@ -24,7 +25,9 @@ class MessagingMetrics:
     @classmethod
     def for_service(cls, service: str, registry: CollectorRegistry = REGISTRY) -> MessagingMetrics:
         """One set per service and registry (a process may build its app more than once in tests)."""
-        key = (service, id(registry))
+        # Keyed by the registry itself, not its id(): a registry collected after one test could
+        # lend its id to the next test's, which then got metrics registered in the dead one.
+        key = (service, registry)
         if key not in _BUILT:
             built = _BUILT[key] = cls._build(service, registry)
             # Every event this service can publish is counted from 0: a series born at its first
@@ -66,6 +69,14 @@ class MessagingMetrics:
                 "Age of the oldest unpublished outbox row.",
                 registry=registry,
             ),
+            # 0 or 1 per process: with N replicas exactly one series of a service reads 1 (a sum
+            # above 1 for long is a bug, 0 for long means nobody publishes its outbox).
+            outbox_relay_leader=Gauge(
+                f"{p}_outbox_relay_leader",
+                "1 while this process's outbox relay holds its database's outbox lease and so alone "
+                "publishes that outbox, 0 while it stands by.",
+                registry=registry,
+            ),
             # Kafka's own records-lag: the end of the partition the consumer can read (the last
             # stable offset under read_committed, else the high watermark) minus its position.
             consumer_lag=Gauge(
@@ -88,4 +99,4 @@ class MessagingMetrics:
         )
 
 
-_BUILT: dict[tuple[str, int], MessagingMetrics] = {}
+_BUILT: dict[tuple[str, CollectorRegistry], MessagingMetrics] = {}

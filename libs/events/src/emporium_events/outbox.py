@@ -1,24 +1,19 @@
 """Transactional outbox, inbox de-duplication and the unit of work that writes both.
 
 A handler's state change and the events it emits commit in one PostgreSQL transaction; the
-relay publishes unsent outbox rows to Kafka afterwards. Consumers claim ``(consumer, event_id)``
+relay (``emporium_events.relay``) publishes unsent outbox rows to Kafka afterwards. Consumers claim ``(consumer, event_id)``
 in the inbox in the same transaction as their effect, so a redelivered event changes nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Self
 from uuid import UUID
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaProducer
-from opentelemetry import trace
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,7 +21,6 @@ from emporium_events import tracing
 from emporium_events.contracts import Event
 from emporium_events.envelope import Envelope
 from emporium_events.failpoints import crash_point
-from emporium_events.metrics import MessagingMetrics
 from emporium_events.topics import topic_for
 
 log = logging.getLogger(__name__)
@@ -169,128 +163,9 @@ class UnitOfWork:
         return envelope
 
 
-class OutboxRelay:
-    """Publishes unsent outbox rows to Kafka, oldest first, and marks them sent.
-
-    Woken by ``notify()`` right after a commit that wrote rows; a sweep every ``sweep_interval``
-    seconds catches rows written by another process or left by a crash. Rows are locked with
-    ``FOR UPDATE SKIP LOCKED`` so replicas never publish the same row at the same time; a crash
-    between the Kafka ack and the ``sent_at`` update publishes the row again, which the
-    consumers' inbox absorbs (at-least-once, never lost).
-    """
-
-    def __init__(
-        self,
-        session_factory: async_sessionmaker[AsyncSession],
-        producer: AIOKafkaProducer,
-        *,
-        metrics: MessagingMetrics,
-        batch_size: int = 500,
-        sweep_interval: float = 1.0,
-    ) -> None:
-        self._session_factory = session_factory
-        self._producer = producer
-        self._metrics = metrics
-        self._batch_size = batch_size
-        self._sweep_interval = sweep_interval
-        self._wake = asyncio.Event()
-        self._tracer = trace.get_tracer("emporium.outbox")
-        unsent = (
-            sa.select(outbox.c.id)
-            .where(outbox.c.sent_at.is_(None))
-            .order_by(outbox.c.id)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        self._claim = (
-            sa.update(outbox)
-            .where(outbox.c.id.in_(unsent.scalar_subquery()))
-            .values(sent_at=sa.func.clock_timestamp())
-            .returning(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.envelope, outbox.c.trace_headers)
-        )
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Publish until cancelled. Never ends on an error: Kafka or the database being away
-        only delays publishing (the rows wait in the outbox)."""
-        backoff = 0.1
-        observed = 0.0
-        while True:
-            try:
-                while await self.publish_batch() == self._batch_size:
-                    pass
-                backoff = 0.1
-                # Once per sweep interval, woken or not: a relay woken by every commit under load
-                # would otherwise never refresh the gauges the alerts read.
-                if time.monotonic() - observed >= self._sweep_interval:
-                    observed = time.monotonic()
-                    await self._observe_backlog()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._sweep_interval)
-                except TimeoutError:
-                    pass
-                self._wake.clear()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a background loop must outlive any single failure
-                log.exception("outbox relay failed; retrying in %.1fs", backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def publish_batch(self) -> int:
-        """Publish up to one batch; returns how many rows were sent."""
-        # One statement locks, marks and returns the batch; the mark commits only after Kafka
-        # acknowledged every row (a failed send raises and rolls it back), so sent_at is the
-        # moment publishing started and a crash before the commit publishes the rows again.
-        async with self._session_factory() as session, session.begin():
-            rows = sorted((await session.execute(self._claim)).all(), key=lambda row: row.id)
-            if not rows:
-                return 0
-            futures = []
-            for row in rows:
-                futures.append(await self._send(row))
-            await asyncio.gather(*futures)
-            crash_point("relay.after_send")
-        for row in rows:
-            self._metrics.published.labels(row.topic, row.envelope["event_type"]).inc()
-        return len(rows)
-
-    async def _send(self, row: sa.Row[Any]) -> asyncio.Future[Any]:
-        parent = tracing.context_from_carrier(row.trace_headers)
-        with self._tracer.start_as_current_span(
-            f"{row.topic} publish",
-            context=parent,
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": row.topic,
-                "messaging.operation.type": "publish",
-                "messaging.message.id": str(row.envelope["event_id"]),
-            },
-        ):
-            headers = [("event_type", row.envelope["event_type"].encode())]
-            headers += [(k, v.encode()) for k, v in tracing.current_carrier().items()]
-            sent: asyncio.Future[Any] = await self._producer.send(
-                row.topic,
-                key=row.key.encode(),
-                value=_json_bytes(row.envelope),
-                headers=headers,
-            )
-            return sent
-
-    async def _observe_backlog(self) -> None:
-        """The outbox backlog and the dead letters awaiting replay, in one statement."""
-        async with self._session_factory() as session:
-            count, oldest, dead = (await session.execute(_BACKLOG_AND_DEAD_LETTERS)).one()
-        self._metrics.outbox_backlog.set(count)
-        self._metrics.outbox_oldest_seconds.set(_age(oldest))
-        self._metrics.dead_letters_depth.set(dead)
-
-
 _BACKLOG = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(outbox.c.sent_at.is_(None))
-_BACKLOG_AND_DEAD_LETTERS = _BACKLOG.add_columns(
+# The relay's gauges: backlog, oldest unsent row and dead letters awaiting replay, in one statement.
+BACKLOG_AND_DEAD_LETTERS = _BACKLOG.add_columns(
     sa.select(sa.func.count())
     .select_from(dead_letters)
     .where(dead_letters.c.replayed_at.is_(None))
@@ -302,12 +177,17 @@ async def backlog(session_factory: async_sessionmaker[AsyncSession]) -> tuple[in
     """(unsent rows, age in seconds of the oldest unsent row)."""
     async with session_factory() as session:
         count, oldest = (await session.execute(_BACKLOG)).one()
-    return count, _age(oldest)
+    return count, age_seconds(oldest)
 
 
-def _age(oldest: datetime | None) -> float:
+def age_seconds(oldest: datetime | None) -> float:
     return (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
 
 
-def _json_bytes(envelope: dict[str, Any]) -> bytes:
-    return json.dumps(envelope, separators=(",", ":")).encode()
+def __getattr__(name: str) -> Any:
+    # The relay moved to its own module (it imports this one); old imports keep working.
+    if name == "OutboxRelay":
+        from emporium_events.relay import OutboxRelay
+
+        return OutboxRelay
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

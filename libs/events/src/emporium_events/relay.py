@@ -1,0 +1,372 @@
+"""The outbox relay: publishes unsent outbox rows to Kafka, one relay per database at a time.
+
+Why one at a time. The Kafka key is the aggregate id, so the order of one aggregate's records in
+its partition is the only order consumers get. Two relays each claiming a batch of the same
+outbox (the second skipping the rows the first has locked) would publish one order's events in
+the order their sends happen to land, not in commit order.
+
+The lease. Every relay opens a connection of its own to the service's database and tries a
+session-level advisory lock (``pg_try_advisory_lock``) on it; the one that gets it publishes,
+the others stand by and try again every ``lease_retry`` seconds. PostgreSQL releases the lock
+when that session ends, however it ends: a clean stop, a process killed with ``kill -9`` (the
+kernel closes the socket), an administrator's ``pg_terminate_backend``, or a network cut once
+the server notices it (TCP keepalives and ``tcp_user_timeout`` on both ends, and
+``idle_session_timeout`` / ``idle_in_transaction_session_timeout`` for a holder that is alive
+but frozen; see ``_lease_engine``).
+
+Fencing. The holder claims, marks and commits its batches *on the lease connection itself*,
+never on a pooled one. A statement that runs in that session runs while the lock is held (a
+session lock only goes away with its session), so there is nothing to re-check per batch: a
+holder whose session was cut cannot claim, and cannot commit the batch it had claimed (its
+transaction is rolled back, and its row locks released, before the advisory lock is — a backend
+aborts its transaction before it releases its session locks). The next holder therefore finds
+every row the old one did not commit as unsent and unlocked, and publishes it again, in order.
+Sends the old holder still had in flight may land after that: they are duplicates of events the
+new holder publishes too, and an aggregate's first copies still arrive in commit order (the old
+holder's idempotent producer delivers a partition's records in the order it sent them, and it
+sent them in id order), which is what the consumers' inbox keeps. So a standby need not wait
+for the old holder to drain: the database, not a clock, decides who may mark rows sent.
+
+Why ids give commit order for one aggregate. Two transactions that write events of one
+aggregate are serialized by the aggregate's row lock (``get_for_update`` in every service),
+and each appends its outbox rows after taking that lock, so the later transaction draws its ids
+from the sequence after the earlier one committed: higher ids. A transaction of another aggregate
+may commit later with a lower id than a row already published; the relay claims by
+``sent_at IS NULL``, not from a high-water mark, so such a row is published by the next batch,
+never lost, and reorders only rows of different aggregates, whose relative order nobody reads.
+It follows that one relay publishing in id order, a batch at a time, each batch acknowledged
+before the next is claimed, keeps every aggregate in commit order; the lease makes it one relay.
+
+Why not ownership by partition or key hash. It would let N relays publish at once, but needs a
+membership protocol and the same fencing per shard at every rebalance; one relay sends a
+500-row batch in one round of produce requests, far above what a service commits, so the lease
+buys correctness for no throughput we need.
+
+Waking. Each process wakes its own relay right after a commit that wrote rows (``notify()``).
+A standby hands that wake to the holder with one ``NOTIFY`` on its lease connection (coalesced:
+one per wake it sees, outside any transaction of the request); the holder ``LISTEN``s on its
+lease connection, so a row committed by any replica is published at once, not at the next
+sweep. A sweep every ``sweep_interval`` seconds remains the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, cast
+
+import psycopg
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+from emporium_events import tracing
+from emporium_events.failpoints import crash_point
+from emporium_events.metrics import MessagingMetrics
+from emporium_events.outbox import BACKLOG_AND_DEAD_LETTERS, age_seconds, outbox
+
+log = logging.getLogger(__name__)
+
+LEASE_KEY = 0x6F7574626F78  # "outbox"; advisory locks are per database, so one key serves every service
+CHANNEL = "emporium_outbox"
+
+_TRY_LEASE = sa.select(sa.func.pg_try_advisory_lock(LEASE_KEY))
+_TRY_LEASE_FOR_TRANSACTION = sa.select(sa.func.pg_try_advisory_xact_lock(LEASE_KEY))
+_LISTEN = sa.text(f"LISTEN {CHANNEL}")
+_NOTIFY = sa.text(f"NOTIFY {CHANNEL}")
+
+# How fast a dead lease holder is noticed. Client side (libpq) and server side (the session's
+# settings, sent in the startup packet: no round trip): a peer that stops answering is dropped
+# after ~11 s of silence (keepalives 5 s + 3 x 2 s) or 10 s of unacknowledged data.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+_TCP_USER_TIMEOUT_MS = 10_000
+# A holder frozen mid-batch (its Kafka sends waiting) keeps the lease at most this long: twice
+# the producer's request timeout (15 s, after which a send fails anyway), so that a slow broker
+# does not cost the lease.
+_IDLE_IN_TRANSACTION_MS = 30_000
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows to Kafka, oldest first, and marks them sent — while it holds
+    its database's outbox lease (see the module's notes); otherwise it stands by.
+
+    Woken by ``notify()`` right after a commit that wrote rows; a sweep every ``sweep_interval``
+    seconds catches rows written without a wake or left by a crash. A crash between the Kafka
+    ack and the commit of ``sent_at`` publishes the rows again, which the consumers' inbox
+    absorbs (at-least-once, never lost).
+    """
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        *,
+        metrics: MessagingMetrics,
+        batch_size: int = 500,
+        sweep_interval: float = 1.0,
+        lease_retry: float | None = None,
+    ) -> None:
+        self._session_factory = session_factory
+        self._producer = producer
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._sweep_interval = sweep_interval
+        self._lease_retry = sweep_interval if lease_retry is None else lease_retry
+        self._wake = asyncio.Event()
+        self._batch_lock = asyncio.Lock()
+        self._lease: AsyncConnection | None = None
+        self._observed = 0.0
+        self._backoff = 0.1
+        self._tracer = trace.get_tracer("emporium.outbox")
+        self._lease_engine = _lease_engine(
+            session_factory, idle_seconds=max(self._sweep_interval, self._lease_retry)
+        )
+        # No SKIP LOCKED: only the lease holder claims, and skipping a row someone else holds
+        # is exactly how a later event of an aggregate would overtake an earlier one.
+        unsent = (
+            sa.select(outbox.c.id)
+            .where(outbox.c.sent_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(batch_size)
+            .with_for_update()
+        )
+        self._claim = (
+            sa.update(outbox)
+            .where(outbox.c.id.in_(unsent.scalar_subquery()))
+            .values(sent_at=sa.func.clock_timestamp())
+            .returning(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.envelope, outbox.c.trace_headers)
+        )
+
+    @property
+    def leading(self) -> bool:
+        """True while this relay holds the lease (it alone publishes its database's outbox)."""
+        return self._lease is not None
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Stand by for the lease, then publish until cancelled or the lease is lost; again and
+        again. Never ends on an error: Kafka or the database being away only delays publishing
+        (the rows wait in the outbox), and a holder that fails gives up its lease (its
+        connection is closed) so that a replica that can publish may take it."""
+        try:
+            while True:
+                try:
+                    async with self._lease_connection() as conn:
+                        await self._stand_by(conn)
+                        await self._lead(conn)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a background loop must outlive any single failure
+                    log.exception("outbox relay failed; retrying in %.1fs", self._backoff)
+                    await asyncio.sleep(self._backoff)
+                    self._backoff = min(self._backoff * 2, 5.0)
+        finally:
+            await self._lease_engine.dispose()
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch; returns how many rows were sent.
+
+        On the lease connection while ``run()`` holds the lease; otherwise under the same lock
+        taken for this one transaction (``pg_try_advisory_xact_lock``), and nothing (0) while
+        another relay holds it."""
+        async with self._batch_lock:
+            if (conn := self._lease) is not None:
+                async with conn.begin():
+                    rows = await self._claim_and_send(conn)
+            else:
+                async with self._session_factory() as session, session.begin():
+                    if not await session.scalar(_TRY_LEASE_FOR_TRANSACTION):
+                        return 0
+                    rows = await self._claim_and_send(await session.connection())
+        for row in rows:
+            self._metrics.published.labels(row.topic, row.envelope["event_type"]).inc()
+        return len(rows)
+
+    # ------------------------------------------------------------------------------ the lease
+
+    @contextlib.asynccontextmanager
+    async def _lease_connection(self) -> AsyncIterator[AsyncConnection]:
+        conn = await self._lease_engine.connect()
+        try:
+            yield conn
+        except asyncio.CancelledError:
+            if self.leading:
+                log.info("outbox relay stops and gives up the outbox lease")
+            raise
+        except Exception as exc:
+            if self.leading:
+                log.warning("outbox relay lost the outbox lease (%r); standing by", exc)
+            raise
+        finally:
+            self._lease = None
+            self._metrics.outbox_relay_leader.set(0)
+            # Closing ends the session, which releases the lease at once (a clean hand-over).
+            try:
+                await conn.close()
+            except (sa.exc.SQLAlchemyError, OSError):  # a cut connection: nothing left to close
+                await conn.invalidate()
+
+    async def _stand_by(self, conn: AsyncConnection) -> None:
+        """Return once this relay holds the lease; until then pass every wake to the holder."""
+        await conn.execution_options(isolation_level="AUTOCOMMIT")  # one round trip per statement
+        told = False
+        tried = -float("inf")
+        while True:
+            if time.monotonic() - tried >= self._lease_retry:
+                tried = time.monotonic()
+                if await conn.scalar(_TRY_LEASE):
+                    break
+                if not told:
+                    log.info("outbox relay stands by: another relay holds the outbox lease")
+                    told = True
+            await self._observe_backlog_now_and_then()
+            remaining = self._lease_retry - (time.monotonic() - tried)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(remaining, 0.0))
+            except TimeoutError:
+                continue
+            self._wake.clear()
+            await conn.execute(_NOTIFY)
+        await conn.execute(_LISTEN)
+        await conn.commit()  # ends SQLAlchemy's autobegun (no-op) transaction, so the level may change
+        await conn.execution_options(isolation_level="READ COMMITTED")
+        log.info(
+            "outbox relay took the outbox lease (backend pid %d); publishing",
+            _driver(await conn.get_raw_connection()).info.backend_pid,
+        )
+
+    async def _lead(self, conn: AsyncConnection) -> None:
+        listener = _driver(await conn.get_raw_connection())
+        self._lease = conn
+        self._metrics.outbox_relay_leader.set(1)
+        while True:
+            while await self.publish_batch() == self._batch_size:
+                pass
+            self._backoff = 0.1
+            # Once per sweep interval, woken or not: a relay woken by every commit under load
+            # would otherwise never refresh the gauges the alerts read.
+            await self._observe_backlog_now_and_then()
+            await self._idle(listener)
+
+    async def _idle(self, listener: psycopg.AsyncConnection[Any]) -> None:
+        """Until this process commits rows, a standby's NOTIFY arrives, or the sweep is due.
+        Listening watches the lease's socket too: a session ended by the server raises here."""
+        woken = asyncio.ensure_future(self._wake.wait())
+        heard = asyncio.ensure_future(self._notified(listener))
+        try:
+            done, _ = await asyncio.wait(
+                (woken, heard), timeout=self._sweep_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in (woken, heard):
+                task.cancel()
+            await asyncio.gather(woken, heard, return_exceptions=True)
+        if heard in done:
+            heard.result()
+        self._wake.clear()
+
+    async def _notified(self, listener: psycopg.AsyncConnection[Any]) -> None:
+        async with contextlib.aclosing(
+            listener.notifies(timeout=self._sweep_interval, stop_after=1)
+        ) as heard:
+            async for _ in heard:
+                pass
+
+    # ------------------------------------------------------------------------------ publishing
+
+    async def _claim_and_send(self, conn: AsyncConnection) -> Sequence[sa.Row[Any]]:
+        # One statement locks, marks and returns the batch; the mark commits only after Kafka
+        # acknowledged every row (a failed send raises and rolls it back), so sent_at is the
+        # moment publishing started and a crash before the commit publishes the rows again.
+        rows = sorted((await conn.execute(self._claim)).all(), key=lambda row: row.id)
+        if not rows:
+            return rows
+        futures = [await self._send(row) for row in rows]
+        await asyncio.gather(*futures)
+        crash_point("relay.after_send")
+        return rows
+
+    async def _send(self, row: sa.Row[Any]) -> asyncio.Future[Any]:
+        parent = tracing.context_from_carrier(row.trace_headers)
+        with self._tracer.start_as_current_span(
+            f"{row.topic} publish",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": row.topic,
+                "messaging.operation.type": "publish",
+                "messaging.message.id": str(row.envelope["event_id"]),
+            },
+        ):
+            headers = [("event_type", row.envelope["event_type"].encode())]
+            headers += [(k, v.encode()) for k, v in tracing.current_carrier().items()]
+            sent: asyncio.Future[Any] = await self._producer.send(
+                row.topic,
+                key=row.key.encode(),
+                value=_json_bytes(row.envelope),
+                headers=headers,
+            )
+            return sent
+
+    async def _observe_backlog_now_and_then(self) -> None:
+        """The outbox backlog and the dead letters awaiting replay, in one statement, once per
+        sweep interval (every replica reports them, the holder and the standbys alike)."""
+        if time.monotonic() - self._observed < self._sweep_interval:
+            return
+        self._observed = time.monotonic()
+        async with self._session_factory() as session:
+            count, oldest, dead = (await session.execute(BACKLOG_AND_DEAD_LETTERS)).one()
+        self._metrics.outbox_backlog.set(count)
+        self._metrics.outbox_oldest_seconds.set(age_seconds(oldest))
+        self._metrics.dead_letters_depth.set(dead)
+
+
+def _lease_engine(session_factory: async_sessionmaker[AsyncSession], *, idle_seconds: float) -> AsyncEngine:
+    """An engine for the lease's own connection (never pooled: closing it must end the session)."""
+    bind = session_factory.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise TypeError("the outbox relay needs a session factory bound to an AsyncEngine")
+    # A healthy holder or standby runs a statement at least every sweep / retry interval, so a
+    # session idle far longer than that belongs to a frozen process: the server ends it.
+    idle_session_ms = int(max(10.0, 5 * idle_seconds) * 1000)
+    settings = {
+        "tcp_keepalives_idle": _KEEPALIVES["keepalives_idle"],
+        "tcp_keepalives_interval": _KEEPALIVES["keepalives_interval"],
+        "tcp_keepalives_count": _KEEPALIVES["keepalives_count"],
+        "tcp_user_timeout": _TCP_USER_TIMEOUT_MS,
+        "idle_session_timeout": idle_session_ms,
+        "idle_in_transaction_session_timeout": _IDLE_IN_TRANSACTION_MS,
+    }
+    return create_async_engine(
+        bind.url,
+        poolclass=NullPool,
+        connect_args={
+            **_KEEPALIVES,
+            "tcp_user_timeout": _TCP_USER_TIMEOUT_MS,
+            "options": " ".join(f"-c {name}={value}" for name, value in settings.items()),
+            "application_name": "emporium-outbox-relay",
+        },
+    )
+
+
+def _driver(raw: Any) -> psycopg.AsyncConnection[Any]:
+    return cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
+
+
+def _json_bytes(envelope: dict[str, Any]) -> bytes:
+    return json.dumps(envelope, separators=(",", ":")).encode()
