@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := uv run --frozen
 PYTEST_FLAGS ?= -q
 
-.PHONY: bootstrap run trace test lint unit contract e2e faults bench lint-imports contract-snapshots clean
+.PHONY: bootstrap run trace test lint unit contract e2e faults bench lint-imports lint-docker contract-snapshots clean
 
 bootstrap:
 	@devstack/bin/bootstrap
@@ -18,7 +18,7 @@ trace: ## one trace from make run's Jaeger as a tree: make trace ID=<trace_id> (
 	@$(UV) python -m emporium_devstack trace $(ID)
 
 test: bootstrap lint ## the checks, then every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
-	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests libs services gateway tests/observability tests/contract tests/e2e tests/faults
+	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests libs services gateway tests/observability tests/contract tests/e2e tests/faults tests/deploy
 
 unit: bootstrap
 	@for p in catalog inventory orders payments notifications; do \
@@ -37,13 +37,18 @@ faults: bootstrap ## every fault scenario against the real stack; prints the inv
 bench: bootstrap ## open-loop benchmark + references; writes bench/results/{report.md,results.json,*.png}
 	@$(UV) python bench/run.py $(BENCH_FLAGS)
 
-lint: bootstrap lint-imports ## ruff (lint and format), mypy --strict, import boundaries
+lint: bootstrap lint-imports lint-docker ## ruff (lint and format), mypy --strict, import boundaries, hadolint
 	@$(UV) ruff check --quiet .
 	@$(UV) ruff format --check --quiet .
 	@$(UV) mypy
 
 lint-imports:
 	@$(UV) lint-imports --no-cache
+
+DOCKERFILES := $(wildcard services/*/Dockerfile gateway/Dockerfile)
+
+lint-docker: ## hadolint every image recipe (a warning fails)
+	@$(UV) hadolint $(DOCKERFILES)
 
 contract-snapshots:
 	@UPDATE_CONTRACT_SNAPSHOTS=1 $(UV) pytest -q tests/contract/test_event_contracts.py
