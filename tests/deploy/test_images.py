@@ -70,11 +70,18 @@ class Stage:
     def env(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for args in self.all("ENV"):
-            for pair in shlex.split(args):
-                key, sep, value = pair.partition("=")
-                assert sep, f"ENV {args!r}: write ENV KEY=value"
-                out[key] = value
+            out |= env_pairs(args)
         return out
+
+
+def env_pairs(args: str) -> dict[str, str]:
+    """``ENV A=1 B=2`` as a dict (the legacy ``ENV A 1`` form is refused)."""
+    out: dict[str, str] = {}
+    for pair in shlex.split(args):
+        key, sep, value = pair.partition("=")
+        assert sep, f"ENV {args!r}: write ENV KEY=value"
+        out[key] = value
+    return out
 
 
 def dockerfile(name: str) -> Path:
@@ -120,14 +127,15 @@ def exec_form(args: str) -> list[str]:
     return value
 
 
+def uv_argv(args: str) -> list[str]:
+    """A builder ``RUN`` line as argv, BuildKit's ``--mount`` options removed."""
+    argv = [a for a in shlex.split(args) if not a.startswith("--mount=")]
+    assert argv and argv[0] == "uv", f"RUN {args!r}: the builder stage runs only uv"
+    return argv
+
+
 def uv_commands(builder: Stage) -> list[list[str]]:
-    """The builder's RUN lines as argv, BuildKit's ``--mount`` options removed."""
-    commands = []
-    for args in builder.all("RUN"):
-        argv = [a for a in shlex.split(args) if not a.startswith("--mount=")]
-        assert argv[0] == "uv", f"RUN {args!r}: the builder stage runs only uv"
-        commands.append(argv)
-    return commands
+    return [uv_argv(args) for args in builder.all("RUN")]
 
 
 def package_sync(name: str) -> list[str]:
@@ -233,12 +241,12 @@ def build(name: str, work: Path) -> Image:
                 for source in sources:
                     copy_into(source, context / dest, into=into, patterns=patterns)
             elif keyword == "ENV":
-                for key, value in Stage(base="", name=None, instructions=[(keyword, args)]).env().items():
+                for key, value in env_pairs(args).items():
                     env[key] = str(image.venv) if key == "UV_PROJECT_ENVIRONMENT" else value
             elif keyword == "WORKDIR":
                 assert args == "/src", "the builder's sources live in /src (this test maps it)"
             elif keyword == "RUN":
-                (argv,) = uv_commands(Stage(base="", name=None, instructions=[(keyword, args)]))
+                argv = uv_argv(args)
                 result = subprocess.run(
                     argv, cwd=context, env=env, capture_output=True, text=True, timeout=300, check=False
                 )
@@ -332,18 +340,23 @@ def start(name: str, image: Image, running: Running, commands: list[str]) -> Non
         failures.append(str(exc))
         return
     for command in commands:
-        result = subprocess.run(
-            [*argv, command],
-            cwd=running.outside,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        try:
+            result = subprocess.run(
+                [*argv, command],
+                cwd=running.outside,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            failures.append(f"`{name} {command}` did not finish within 120 s")
+            return
         if result.returncode != 0:
-            failures.append(f"`{name} {command}` exited {result.returncode}:\n{result.stderr[-3000:]}")
+            failures.append(f"`{name} {command}` exited {result.returncode}:\n{result.stdout[-3000:]}")
             return
     port = int(env[f"{name.upper()}_PORT"])
     process = ServiceProcess(
