@@ -25,7 +25,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 import tomllib
 import urllib.request
 from collections.abc import Iterator
@@ -197,7 +196,6 @@ class Image:
     venv: Path
     build_log: str = ""
     error: str | None = None
-    seconds: float = 0.0
 
     @property
     def runtime(self) -> Stage:
@@ -221,7 +219,6 @@ class Image:
 
 def build(name: str, work: Path) -> Image:
     """Run the Dockerfile's builder stage here: its COPY, ENV and RUN lines, in order."""
-    started = time.monotonic()
     image = Image(name=name, venv=work / f"venv-{name}")
     context = work / f"build-{name}"  # stands for the builder's WORKDIR /src
     context.mkdir()
@@ -260,7 +257,6 @@ def build(name: str, work: Path) -> Image:
     except AssertionError as exc:
         image.error = str(exc)
     image.build_log = "\n".join(logs)
-    image.seconds = time.monotonic() - started
     return image
 
 
@@ -305,7 +301,6 @@ class Running:
     steps: dict[str, list[str]] = field(default_factory=dict)  # name -> failures, in order
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     envs: dict[str, dict[str, str]] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def settings_for(name: str, *, database_url: str, kafka: str, urls: dict[str, str]) -> dict[str, str]:
@@ -331,7 +326,6 @@ def settings_for(name: str, *, database_url: str, kafka: str, urls: dict[str, st
 
 def start(name: str, image: Image, running: Running, commands: list[str]) -> None:
     """Run the one-off commands (migrate, seed-admin), then serve until /readyz is 200."""
-    started = time.monotonic()
     failures = running.steps.setdefault(name, [])
     env = running.envs[name]
     try:
@@ -374,7 +368,6 @@ def start(name: str, image: Image, running: Running, commands: list[str]) -> Non
         process.wait_ready(timeout=90)
     except RuntimeError as exc:
         failures.append(f"`{name} serve`: {exc}")
-    running.seconds[name] = time.monotonic() - started
 
 
 @pytest.fixture(scope="module")
