@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := uv run --frozen
 PYTEST_FLAGS ?= -q
 
-.PHONY: bootstrap run trace test test-service lint unit contract e2e faults bench lint-imports contract-snapshots clean
+.PHONY: bootstrap run trace test test-service lint unit contract e2e faults bench lint-imports lint-docker contract-snapshots clean
 
 bootstrap:
 	@devstack/bin/bootstrap
@@ -45,13 +45,18 @@ faults: bootstrap ## every fault scenario against the real stack; prints the inv
 bench: bootstrap ## open-loop benchmark + references; writes bench/results/{report.md,results.json,*.png}
 	@$(UV) python bench/run.py $(BENCH_FLAGS)
 
-lint: bootstrap lint-imports ## ruff (lint and format), mypy --strict, import boundaries
+lint: bootstrap lint-imports lint-docker ## ruff (lint and format), mypy --strict, import boundaries, hadolint
 	@$(UV) ruff check --quiet .
 	@$(UV) ruff format --check --quiet .
 	@$(UV) mypy
 
 lint-imports:
 	@$(UV) lint-imports --no-cache
+
+DOCKERFILES := $(wildcard services/*/Dockerfile gateway/Dockerfile)
+
+lint-docker: ## hadolint every image recipe (a warning fails)
+	@$(UV) hadolint $(DOCKERFILES)
 
 contract-snapshots:
 	@UPDATE_CONTRACT_SNAPSHOTS=1 $(UV) pytest -q tests/contract/test_event_contracts.py

@@ -116,7 +116,7 @@ def _duration_ms(text: str) -> float:
 # ---------------------------------------------------------------------------------------------
 # 1. PostgreSQL: order + outbox insert per transaction
 
-# Shaped like services/orders/migrations/versions/0001_initial.py (orders) and
+# Shaped like services/orders/src/orders/migrations/versions/0001_initial.py (orders) and
 # emporium_events.schema.create_messaging_tables_v1 (outbox), indexes included.
 PGBENCH_SCHEMA = """\
 DROP TABLE IF EXISTS outbox;

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import sys
 import uuid
-from pathlib import Path
 
 import sqlalchemy as sa
 import uvicorn
@@ -18,8 +17,6 @@ from gateway.config import GatewaySettings
 from gateway.domain.commands import SeedAdmin
 from gateway.domain.model import PASSWORD_MIN_LENGTH, is_valid_email, normalize_email
 from gateway.service_layer.messagebus import MessageBus
-
-MIGRATIONS = Path(__file__).parents[2] / "migrations"
 
 
 async def _seed_admin(settings: GatewaySettings) -> None:
@@ -52,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = GatewaySettings()
 
     if args.command == "migrate":
-        migrations.upgrade(settings.database_url, MIGRATIONS)
+        migrations.upgrade(settings.database_url, migrations.folder("gateway"))
         return
     if args.command == "seed-admin":
         email_ok = is_valid_email(normalize_email(settings.admin_email))

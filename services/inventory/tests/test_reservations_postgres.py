@@ -2,7 +2,6 @@
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -13,11 +12,11 @@ from emporium_events.contracts import OrderLine, OrderPlaced
 from emporium_events.envelope import Envelope
 from emporium_events.outbox import outbox
 from emporium_kit.db import make_session_factory
-from emporium_kit.migrations import upgrade
+from emporium_kit.migrations import folder, upgrade
 from inventory.service_layer import handlers
 from inventory.service_layer.unit_of_work import InventoryUnitOfWork
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+MIGRATIONS = folder("inventory")
 
 
 @pytest.fixture

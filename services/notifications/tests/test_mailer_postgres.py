@@ -1,7 +1,6 @@
 """The SMTP sender against real PostgreSQL and a real SMTP server (the devstack's sink)."""
 
 import asyncio
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -11,11 +10,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from emporium_devstack.ports import free_port
 from emporium_devstack.smtp import SmtpSink
 from emporium_kit.db import make_session_factory
-from emporium_kit.migrations import upgrade
+from emporium_kit.migrations import folder, upgrade
 from notifications.adapters.mailer import SmtpSender
 from notifications.adapters.orm import notifications as n
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+MIGRATIONS = folder("notifications")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ it, through the real unit of work on a real PostgreSQL."""
 
 import asyncio
 from datetime import timedelta
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -13,12 +12,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from emporium_events.contracts import PaymentCaptured, PaymentFailed, ProductCreated
 from emporium_events.envelope import Envelope
 from emporium_kit.db import make_session_factory
-from emporium_kit.migrations import upgrade
+from emporium_kit.migrations import folder, upgrade
 from orders.domain.commands import CancelOrder, PlaceOrder, RequestedLine
 from orders.service_layer import handlers
 from orders.service_layer.unit_of_work import OrdersUnitOfWork
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+MIGRATIONS = folder("orders")
 PRODUCT = uuid4()
 
 

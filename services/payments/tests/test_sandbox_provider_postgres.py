@@ -1,17 +1,16 @@
 """The sandbox provider on a real database: idempotent by key, and independent of our transaction."""
 
 import asyncio
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from emporium_kit.db import make_session_factory
-from emporium_kit.migrations import upgrade
+from emporium_kit.migrations import folder, upgrade
 from payments.adapters.provider import SandboxProvider
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+MIGRATIONS = folder("payments")
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""Alembic, driven from code: each service keeps its own ``migrations/`` folder and history."""
+"""Alembic, driven from code: each service ships its own ``migrations/`` folder and history
+inside its package (``<package>/migrations``), so an installed wheel can migrate with no checkout."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 from pathlib import Path
 
 from alembic import command, context
@@ -10,6 +12,17 @@ from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def folder(package: str) -> Path:
+    """The ``migrations/`` folder inside the installed `package` (a wheel, or the editable source).
+
+    Alembic reads ``env.py``, ``script.py.mako`` and ``versions/`` from a directory on disk, so
+    the package must be installed unzipped (pip and uv always do)."""
+    location = importlib.resources.files(package) / "migrations"
+    if not isinstance(location, Path) or not (location / "env.py").is_file():
+        raise RuntimeError(f"{package} ships no migrations/env.py on disk (looked in {location})")
+    return location
 
 
 def upgrade(database_url: str, script_location: Path, revision: str = "head") -> None:

@@ -1,6 +1,5 @@
-from pathlib import Path
-
 from catalog.config import CatalogSettings
+from emporium_kit import migrations
 from emporium_kit.cli import main as run
 
 
@@ -9,7 +8,7 @@ def main() -> None:
         service="catalog",
         settings_factory=CatalogSettings,
         app_factory="catalog.bootstrap:build_app",
-        migrations_dir=Path(__file__).resolve().parents[2] / "migrations",
+        migrations_dir=migrations.folder("catalog"),
     )
 
 

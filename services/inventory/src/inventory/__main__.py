@@ -1,5 +1,4 @@
-from pathlib import Path
-
+from emporium_kit import migrations
 from emporium_kit.cli import main as run
 from inventory.config import InventorySettings
 
@@ -9,7 +8,7 @@ def main() -> None:
         service="inventory",
         settings_factory=InventorySettings,
         app_factory="inventory.bootstrap:build_app",
-        migrations_dir=Path(__file__).resolve().parents[2] / "migrations",
+        migrations_dir=migrations.folder("inventory"),
     )
 
 

@@ -1,5 +1,4 @@
-from pathlib import Path
-
+from emporium_kit import migrations
 from emporium_kit.cli import main as run
 from notifications.config import NotificationsSettings
 
@@ -9,7 +8,7 @@ def main() -> None:
         service="notifications",
         settings_factory=NotificationsSettings,
         app_factory="notifications.bootstrap:build_app",
-        migrations_dir=Path(__file__).resolve().parents[2] / "migrations",
+        migrations_dir=migrations.folder("notifications"),
     )
 
 

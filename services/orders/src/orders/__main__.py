@@ -1,5 +1,4 @@
-from pathlib import Path
-
+from emporium_kit import migrations
 from emporium_kit.cli import main as run
 from orders.config import OrdersSettings
 
@@ -9,7 +8,7 @@ def main() -> None:
         service="orders",
         settings_factory=OrdersSettings,
         app_factory="orders.bootstrap:build_app",
-        migrations_dir=Path(__file__).resolve().parents[2] / "migrations",
+        migrations_dir=migrations.folder("orders"),
     )
 
 
