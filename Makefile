@@ -18,7 +18,7 @@ trace: ## one trace from make run's Jaeger as a tree: make trace ID=<trace_id> (
 	@$(UV) python -m emporium_devstack trace $(ID)
 
 test: bootstrap lint ## the checks, then every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
-	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests libs services gateway tests/observability tests/contract tests/e2e tests/faults
+	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests libs services gateway tests/observability tests/contract tests/e2e tests/faults tests/deploy
 
 unit: bootstrap
 	@for p in catalog inventory orders payments notifications; do \
