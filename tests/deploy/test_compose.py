@@ -260,6 +260,18 @@ def test_each_job_runs_once_on_its_apps_image_after_postgres_is_healthy(job: str
     assert depends_on(job)["postgres"] == "service_healthy"
 
 
+def test_every_job_is_awaited_by_a_long_running_service_so_up_wait_succeeds():
+    """`docker compose up --wait` counts a container that exited as failed unless a running
+    service waits for it with service_completed_successfully (docker/compose#10596)."""
+    awaited = {
+        dep
+        for name in long_running()
+        for dep, condition in depends_on(name).items()
+        if condition == "service_completed_successfully"
+    }
+    assert awaited == set(JOBS)
+
+
 @pytest.mark.parametrize("app", SERVICES)
 def test_each_service_starts_on_a_healthy_postgres_and_kafka(app: str):
     deps = depends_on(app)
@@ -488,7 +500,15 @@ def _run_init_script(env: dict[str, str], bindir: Path) -> subprocess.CompletedP
 
 def test_the_init_script_gives_each_app_its_own_database_and_role_and_no_one_else_access(tmp_path: Path):
     passwords = {app: f"{app}-p'w\"d" for app in APPS}  # quotes: psql must quote, not the script
-    with PostgresCluster(data_dir=tmp_path / "pg") as cluster:
+    cluster = PostgresCluster(data_dir=tmp_path / "pg")
+    cluster.init()
+    # The superuser (the image's entrypoint, here the test) without a password; every other role
+    # with its password, as the postgres image's pg_hba does for connections from the network.
+    (cluster.data_dir / "pg_hba.conf").write_text(
+        "host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+    )
+    cluster.start(fast=True)  # fsync off: CREATE DATABASE x 6 on a busy disk
+    try:
         result = _run_init_script(
             {
                 "PGHOST": "127.0.0.1",
@@ -504,18 +524,27 @@ def test_the_init_script_gives_each_app_its_own_database_and_role_and_no_one_els
             " WHERE NOT d.datistemplate AND d.datname <> 'postgres' ORDER BY 1"
         )
         assert rows.split() == [f"{app}|{app}|t|t" for app in sorted(APPS)]
-        # Each role may create its tables, and no role may connect to another's database.
-        psql = [str(cluster.bindir / "psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(cluster.port)]
-        own = subprocess.run(
-            [*psql, "-U", "orders", "-d", "orders", "-c", "CREATE TABLE t (id int)"],
-            capture_output=True,
-            text=True,
-        )
-        assert own.returncode == 0, own.stderr
-        other = subprocess.run(
-            [*psql, "-U", "orders", "-d", "payments", "-c", "SELECT 1"], capture_output=True, text=True
-        )
-        assert other.returncode != 0 and "permission denied" in other.stderr, other.stderr
+
+        def as_orders(database: str, sql: str, password: str = passwords["orders"]) -> tuple[int, str]:
+            psql = [str(cluster.bindir / "psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(cluster.port)]
+            done = subprocess.run(
+                [*psql, "-U", "orders", "-d", database, "-c", sql],
+                env={**os.environ, "PGPASSWORD": password},
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            return done.returncode, done.stderr
+
+        # The role logs in with exactly its password and may create its tables...
+        assert as_orders("orders", "CREATE TABLE t (id int)") == (0, "")
+        code, error = as_orders("orders", "SELECT 1", password="orders")
+        assert code != 0 and "password authentication failed" in error, error
+        # ...and may not even connect to another service's database.
+        code, error = as_orders("payments", "SELECT 1")
+        assert code != 0 and "permission denied" in error, error
+    finally:
+        cluster.stop()
 
 
 def test_the_init_script_fails_when_a_password_is_not_given(tmp_path: Path):
