@@ -155,6 +155,9 @@ def markdown(results: dict[str, Any], images: list[str]) -> str:
         f"Python {m['python']}, {m['postgresql']}, Kafka {m['kafka']} ({m['java']}). The load generator ran on the "
         "same machine. Load is open loop; every latency counts from the request's scheduled start.",
         "",
+        f"Shape: {results.get('settings', {}).get('kafka_brokers', 1)} Kafka broker(s), "
+        f"{results.get('settings', {}).get('service_replicas', 1)} replica(s) of each service behind one gateway.",
+        "",
         f"**Maximum sustainable order rate: {results.get('max_sustainable_orders_per_second')} orders/s** "
         "(completion p99 < 1 s, every order finished within 5 s of its step, no outbox or consumer backlog left).",
         "",

@@ -1,6 +1,12 @@
 """`make bench`: the whole system under open-loop load, against the machine's own ceilings.
 
-    uv run python bench/run.py [--quick] [--out bench/results]
+    uv run python bench/run.py [--quick] [--out bench/results] [--brokers 3 --replicas 2]
+
+``--brokers`` / ``--replicas`` (default ``EMPORIUM_BROKERS`` / ``EMPORIUM_REPLICAS``, else 1): the
+shape of every stack it starts, as ``make run`` takes them, so 1x1 and 3x2 can be measured back to
+back (``make bench`` then ``EMPORIUM_BROKERS=3 EMPORIUM_REPLICAS=2 make bench BENCH_FLAGS="--out
+bench/results-3x2"``). CPU per order is summed per service over its replicas, and over the
+Kafka nodes, so the two reports compare row by row.
 
 Brings up the local stack (fsync on, as `make run`), finds the maximum sustainable order rate
 (completion p99 under 1 s, every order done shortly after the step, no backlog left), measures
@@ -68,9 +74,13 @@ class Processes:
     stack: Stack
 
     def snapshot(self) -> dict[str, float]:
-        cpu = {name: _cpu_seconds(proc.pid) for name, proc in self.stack.services.items() if proc.pid}
-        if self.stack.kafka is not None and self.stack.kafka.pid:
-            cpu["kafka"] = _cpu_seconds(self.stack.kafka.pid)
+        cpu: dict[str, float] = {}
+        for proc in self.stack.processes:  # every replica, summed under its service's name
+            if proc.pid:
+                service = proc.name.rsplit("-", 1)[0] if proc.name[-1].isdigit() else proc.name
+                cpu[service] = cpu.get(service, 0.0) + _cpu_seconds(proc.pid)
+        if self.stack.kafka is not None and self.stack.kafka.pids:
+            cpu["kafka"] = sum(_cpu_seconds(pid) for pid in self.stack.kafka.pids)
         if self.stack.postgres is not None and self.stack.postgres.pid:
             root = self.stack.postgres.pid
             cpu["postgresql"] = _cpu_seconds(root) + sum(_cpu_seconds(c) for c in _children(root))
@@ -308,8 +318,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+# The shape of every stack the benchmark starts (--brokers, --replicas; set in __main__).
+SHAPE = {"brokers": 1, "replicas": 1}
+
+
 def _stack(work: Path, **options: Any) -> Stack:
-    """A stack of the benchmark's own: free ports, quiet, in ``work``."""
+    """A stack of the benchmark's own: free ports, quiet, in ``work``, of the run's shape."""
     return Stack(
         root=repo_root(),
         cache_dir=cache_dir(),
@@ -317,6 +331,7 @@ def _stack(work: Path, **options: Any) -> Stack:
         free_ports=True,
         echo=False,
         log_level="WARNING",
+        **SHAPE,
         **options,
     )
 
@@ -333,6 +348,8 @@ async def main(args: argparse.Namespace) -> int:
             "step_seconds": args.step_seconds,
             "measure_seconds": args.measure_seconds,
             "postgres_fsync": True,
+            "kafka_brokers": SHAPE["brokers"],
+            "service_replicas": SHAPE["replicas"],
             "load": "open loop, latency from each request's scheduled start",
         },
     }
@@ -492,7 +509,20 @@ if __name__ == "__main__":
     parser.add_argument("--start-rate", type=float, default=10.0)
     parser.add_argument("--ceiling", type=float, default=800.0)
     parser.add_argument("--browse-rate", type=float, default=40.0)
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=int(os.environ.get("EMPORIUM_BROKERS") or 1),
+        help="Kafka nodes (3: replication factor 3, min.insync.replicas 2); default $EMPORIUM_BROKERS or 1",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("EMPORIUM_REPLICAS") or 1),
+        help="processes per service behind the gateway; default $EMPORIUM_REPLICAS or 1",
+    )
     args = parser.parse_args()
+    SHAPE.update(brokers=args.brokers, replicas=args.replicas)
     args.step_seconds = 5.0 if args.quick else 10.0
     args.measure_seconds = 8.0 if args.quick else 20.0
     if args.tracing_only:

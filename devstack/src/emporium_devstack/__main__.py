@@ -6,6 +6,10 @@ every process's spans, and Prometheus and Alertmanager on 9090 and 9093 with the
 alert rules (free ports when taken; ``EMPORIUM_OBSERVE=0`` leaves all three out). Ctrl-C or
 SIGTERM stops everything and exits 0.
 
+``EMPORIUM_BROKERS=3`` runs a three-node Kafka cluster (replication factor 3,
+``min.insync.replicas`` 2) instead of one broker, and ``EMPORIUM_REPLICAS=2`` two processes of
+every service (ports 8011-8015 for the second, 8021-8025 for a third) behind the one gateway.
+
 State lives in ``$EMPORIUM_CACHE`` (default ``<repo>/.cache``): ``kafka-<version>/`` (jars) and
 ``stack/`` (Kafka and PostgreSQL data, mail, logs), kept across runs.
 """
@@ -40,8 +44,15 @@ def _summary(stack: Stack, started_in: float, seed_time: float | None, products:
             f"gateway         {stack.gateway_url}   (API {stack.gateway_url}/api/v1, docs {stack.gateway_url}/docs)"
         )
     for name in SERVICES:
-        lines.append(f"{name:<15} {stack.service_url(name)}")
-    lines.append(f"kafka           {stack.kafka_bootstrap}")
+        lines.append(f"{name:<15} {'  '.join(stack.service_urls(name))}")
+    kafka = stack.kafka
+    if kafka is not None and kafka.size > 1:
+        lines.append(
+            f"kafka           {kafka.size} nodes, replication factor {kafka.replication_factor}, "
+            f"min.insync.replicas {kafka.min_insync_replicas}: {stack.kafka_bootstrap}"
+        )
+    else:
+        lines.append(f"kafka           {stack.kafka_bootstrap}")
     if stack.postgres is not None:
         lines.append(f"postgresql      127.0.0.1:{stack.postgres.port}  (superuser postgres, trust auth)")
     for name in stack.names:
@@ -72,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     cache_dir = Path(os.environ.get("EMPORIUM_CACHE") or root / ".cache").resolve()
     work_dir = cache_dir / "stack"
     gateway_port = int(os.environ.get("GATEWAY_PORT") or 8000)
+    brokers = int(os.environ.get("EMPORIUM_BROKERS") or 1)
+    replicas = int(os.environ.get("EMPORIUM_REPLICAS") or 1)
 
     def on_signal(signum: int, _frame: object) -> None:
         raise _Stop(signal.Signals(signum).name)
@@ -88,11 +101,16 @@ def run(args: argparse.Namespace) -> int:
         fast_postgres=args.fast_postgres,
         wait_for=args.wait_for,
         observe=os.environ.get("EMPORIUM_OBSERVE", "1") != "0",
+        brokers=brokers,
+        replicas=replicas,
         # Readable lines on the terminal, prefixed by service; LOG_FORMAT=json for the JSON lines.
         env={"LOG_FORMAT": os.environ.get("LOG_FORMAT", "text")},
     )
     t0 = time.monotonic()
-    _say(f"starting Emporium from {root} (state in {work_dir})")
+    shape = (
+        f", {brokers} Kafka brokers, {replicas} replicas of each service" if brokers * replicas > 1 else ""
+    )
+    _say(f"starting Emporium from {root} (state in {work_dir}{shape})")
     try:
         try:
             stack.start(timeout=args.timeout)
@@ -118,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         _say(_summary(stack, started_in, seed_time, products))
         wake = threading.Event()
         while True:
-            for proc in stack.services.values():
+            for proc in stack.processes:
                 if not proc.running:
                     _say(f"!! {proc.name} exited with code {proc.returncode} (the rest keeps running)")
                     wake.set()

@@ -1,4 +1,6 @@
-"""Run a real single-node Apache Kafka broker (KRaft, combined mode) from Maven Central jars.
+"""Run real Apache Kafka from Maven Central jars (KRaft, combined broker+controller nodes): one
+node (``KafkaBroker``) or a cluster of N (``KafkaCluster``: one cluster id, a static N-voter
+quorum, replication factor min(3, N) and ``min.insync.replicas`` 2 from three nodes on).
 
 No create_topics() helper: TopicCommand lives in org.apache.kafka:kafka-tools, which kafka_2.13
 does not pull in. Topics are auto-created (num.partitions=3), or use the client's admin API.
@@ -17,6 +19,9 @@ import struct
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from .ports import free_port, log_tail, port_open, terminate
@@ -142,6 +147,11 @@ def _cluster_id() -> str:
 
 def metadata_ready(host: str, port: int, *, timeout: float = 2.0) -> bool:
     """True if a Metadata v0 request is answered with at least one broker."""
+    return metadata_brokers(host, port, timeout=timeout) >= 1
+
+
+def metadata_brokers(host: str, port: int, *, timeout: float = 2.0) -> int:
+    """How many live brokers a Metadata v0 answer lists (0 if there is no answer)."""
     client_id = b"emporium-devstack"
     # header: api_key=3 (Metadata), api_version=0, correlation_id, client_id; body: 0 topics
     payload = struct.pack(">hhih", 3, 0, 1, len(client_id)) + client_id + struct.pack(">i", 0)
@@ -152,11 +162,11 @@ def metadata_ready(host: str, port: int, *, timeout: float = 2.0) -> bool:
             (size,) = struct.unpack(">i", head)
             body = _recv_exact(sock, size)
     except OSError:
-        return False
+        return 0
     if len(body) < 8:
-        return False
+        return 0
     correlation_id, broker_count = struct.unpack(">ii", body[:8])
-    return bool(correlation_id == 1 and broker_count >= 1)
+    return int(broker_count) if correlation_id == 1 else 0
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -169,8 +179,45 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return bytes(chunks)
 
 
+def replication_settings(brokers: int) -> dict[str, str]:
+    """Broker defaults for a cluster of ``brokers`` nodes: replication factor min(3, N) for new
+    and internal topics, and ``min.insync.replicas`` 2 once there are three copies, so an
+    ``acks=all`` write survives the loss of any one broker and is refused rather than kept on a
+    single copy."""
+    factor = min(3, brokers)
+    isr = 2 if factor >= 3 else 1
+    return {
+        "default.replication.factor": str(factor),
+        "min.insync.replicas": str(isr),
+        "offsets.topic.replication.factor": str(factor),
+        "transaction.state.log.replication.factor": str(factor),
+        "transaction.state.log.min.isr": str(isr),
+        "share.coordinator.state.topic.replication.factor": str(factor),
+        "share.coordinator.state.topic.min.isr": str(isr),
+    }
+
+
+class PortInUse(RuntimeError):
+    """A node of a cluster could not bind one of its (fixed) ports; the cluster picks new ones."""
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """What every node of a multi-node cluster shares: the cluster id and the static voters
+    (``controller.quorum.voters``, node id -> controller port, all on 127.0.0.1)."""
+
+    cluster_id: str
+    voters: Mapping[int, int]
+
+    @property
+    def voters_setting(self) -> str:
+        return ",".join(f"{node}@127.0.0.1:{port}" for node, port in sorted(self.voters.items()))
+
+
 class KafkaBroker:
-    """One Kafka process acting as broker and KRaft controller on 127.0.0.1.
+    """One Kafka process acting as broker and KRaft controller on 127.0.0.1: alone (a
+    one-voter dynamic quorum, replication factor 1), or as node ``node_id`` of a
+    ``KafkaCluster`` (``quorum`` given; its ports are then fixed by the cluster).
 
     Layout of `data_dir`: server.properties, log4j2.properties, ports.json (ports are kept across
     restarts so clients can reconnect to the same address), kraft/ (log.dirs), kafka.log (default
@@ -185,6 +232,9 @@ class KafkaBroker:
         port: int | None = None,
         log_path: Path | None = None,
         advertised_port: int | None = None,
+        node_id: int = 1,
+        controller_port: int | None = None,
+        quorum: Quorum | None = None,
     ) -> None:
         """``advertised_port``: the port clients are told to use (a fault proxy in front of the
         broker, in the fault-injection suite); defaults to the broker's own port."""
@@ -192,9 +242,11 @@ class KafkaBroker:
         self.libs_dir = Path(libs_dir).resolve()
         self.data_dir = Path(data_dir).resolve()
         self.log_path = Path(log_path).resolve() if log_path else self.data_dir / "kafka.log"
+        self.node_id = node_id
+        self.quorum = quorum
         self._fixed_port = port is not None
         self.port: int | None = port
-        self.controller_port: int | None = None
+        self.controller_port: int | None = controller_port
         self._proc: subprocess.Popen[bytes] | None = None
         self._load_ports()
 
@@ -250,6 +302,8 @@ class KafkaBroker:
             except RuntimeError:
                 new_text = self._log_since(log_start)
                 self._reap()
+                if "Address already in use" in new_text and self.quorum is not None:
+                    raise PortInUse(f"kafka node {self.node_id}: a port is taken") from None
                 if "Address already in use" in new_text and attempt < attempts:
                     # Ports are only free "a moment ago"; pick new ones (a fixed broker port stays).
                     if not self._fixed_port:
@@ -285,17 +339,23 @@ class KafkaBroker:
         saved = json.loads(path.read_text())
         if self.port is None:
             self.port = int(saved["port"])
-        self.controller_port = int(saved["controller_port"])
+        if self.controller_port is None:
+            self.controller_port = int(saved["controller_port"])
 
     def _save_ports(self) -> None:
         path = self.data_dir / "ports.json"
         path.write_text(json.dumps({"port": self.port, "controller_port": self.controller_port}))
 
     def _write_config(self) -> None:
+        quorum = (
+            {"controller.quorum.voters": self.quorum.voters_setting}
+            if self.quorum is not None
+            else {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"}
+        )
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            **quorum,
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.advertised_port or self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -304,15 +364,9 @@ class KafkaBroker:
             "log.dirs": str(self.log_dir),
             "num.partitions": "3",
             "auto.create.topics.enable": "true",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
+            **replication_settings(len(self.quorum.voters) if self.quorum is not None else 1),
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
             "transaction.state.log.num.partitions": "4",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             # Default 9 s session: after kill() a restart waits for the dead incarnation's session
             # to expire before it can re-register (measured 12 s -> see note). Keep it short.
@@ -354,15 +408,10 @@ class KafkaBroker:
     def _format(self, java: str) -> None:
         # A half-formatted dir (no meta.properties) would make StorageTool refuse; start clean.
         shutil.rmtree(self.log_dir, ignore_errors=True)
+        # Static voters need no flag; a lone node is a one-voter dynamic quorum (--standalone).
+        quorum = ("-t", self.quorum.cluster_id) if self.quorum else ("--standalone", "-t", _cluster_id())
         cmd = self._java_cmd(
-            java,
-            "kafka.tools.StorageTool",
-            "format",
-            "--standalone",
-            "-t",
-            _cluster_id(),
-            "-c",
-            str(self.data_dir / "server.properties"),
+            java, "kafka.tools.StorageTool", "format", *quorum, "-c", str(self.data_dir / "server.properties")
         )
         result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         with open(self.log_path, "a") as log:
@@ -418,3 +467,195 @@ class KafkaBroker:
             proc.wait()
         atexit.unregister(self.kill)
         self._proc = None
+
+
+class KafkaCluster:
+    """N Kafka nodes on 127.0.0.1, each a broker and a voter of one KRaft quorum, each its own
+    process, ports, data folder and log. ``size=1`` is exactly one ``KafkaBroker`` in
+    ``data_dir`` (what the stack always ran; its data carries over); from two nodes on, node
+    ``i`` lives in ``data_dir/node-<i>`` and logs to ``log_dir/kafka-<i>.log``, and the cluster
+    id and every port are kept in ``data_dir/cluster.json`` across runs.
+
+    The nodes start in parallel (each quorum needs a majority up before any broker serves), and
+    ``start()`` returns once every node lists all N brokers. For fault injection each node is
+    reachable by id: ``cluster.node(2).kill()`` (SIGKILL, data kept), ``cluster.node(2).start()``
+    (same ports and data, returns once it serves), ``.port``, ``.pid``; ``wait_healthy()``
+    blocks until all N are back in every node's metadata.
+    """
+
+    def __init__(
+        self,
+        *,
+        libs_dir: Path,
+        data_dir: Path,
+        size: int = 3,
+        log_dir: Path | None = None,
+        advertised_ports: Mapping[int, int] | None = None,
+    ) -> None:
+        """``advertised_ports``: node id -> the port clients are told to use for that node (a
+        fault proxy per broker); defaults to each node's own port."""
+        if size < 1:
+            raise ValueError(f"a Kafka cluster needs at least one node, not {size}")
+        self.libs_dir = Path(libs_dir).resolve()
+        self.data_dir = Path(data_dir).resolve()
+        self.size = size
+        self.log_dir = Path(log_dir).resolve() if log_dir is not None else self.data_dir
+        self.advertised_ports = dict(advertised_ports or {})
+        settings = replication_settings(size)
+        self.replication_factor = int(settings["default.replication.factor"])
+        self.min_insync_replicas = int(settings["min.insync.replicas"])
+        self.nodes: list[KafkaBroker] = []
+        if size == 1:
+            self.nodes = [
+                KafkaBroker(
+                    libs_dir=self.libs_dir,
+                    data_dir=self.data_dir,
+                    log_path=self.log_dir / "kafka.log",
+                    advertised_port=self.advertised_ports.get(1),
+                )
+            ]
+        else:
+            self._make_nodes(self._load_or_plan())
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's address, comma-separated (a client needs any one of them)."""
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def pids(self) -> list[int]:
+        return [node.pid for node in self.nodes if node.pid is not None]
+
+    @property
+    def running(self) -> bool:
+        return all(node.running for node in self.nodes)
+
+    def node(self, node_id: int) -> KafkaBroker:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise KeyError(f"no Kafka node {node_id} (nodes: {[n.node_id for n in self.nodes]})")
+
+    def __enter__(self) -> KafkaCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 120) -> None:
+        """Start every node that is not running, in parallel; return once all N brokers are in
+        every node's metadata. A port taken meanwhile: new ports for every node, up to 3 times."""
+        deadline = time.monotonic() + timeout
+        for attempt in range(1, 4):
+            try:
+                self._start_nodes(deadline)
+                break
+            except PortInUse:
+                self.kill()
+                if attempt == 3:
+                    raise
+                self._make_nodes(self._plan(self._load()["cluster_id"]))
+        self.wait_healthy(timeout=max(1.0, deadline - time.monotonic()))
+
+    def stop(self, timeout: float = 20) -> None:
+        """Controlled shutdown of every node, in parallel (SIGKILL after ``timeout``)."""
+        with ThreadPoolExecutor(max_workers=self.size) as pool:
+            list(pool.map(lambda node: node.stop(timeout), self.nodes))
+
+    def kill(self) -> None:
+        """SIGKILL every node (data kept)."""
+        for node in self.nodes:
+            node.kill()
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Until every node runs and lists all N brokers (e.g. after a node was restarted)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = {node.node_id: metadata_brokers("127.0.0.1", node.port or 0) for node in self.nodes}
+            if all(count >= self.size for count in seen.values()) and self.running:
+                return
+            for node in self.nodes:
+                if node._proc is not None and node._proc.poll() is not None:
+                    raise RuntimeError(
+                        f"kafka node {node.node_id} exited with code {node._proc.returncode}; "
+                        f"log tail:\n{log_tail(node.log_path)}"
+                    )
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"kafka cluster not whole before the timeout: brokers seen per node {seen}"
+                )
+            time.sleep(0.1)
+
+    # internals
+
+    def _start_nodes(self, deadline: float) -> None:
+        # Each node formats (a JVM of its own) and starts in its own thread: a node serves only
+        # once the quorum has a leader, which needs a majority of the nodes up.
+        pending = [node for node in self.nodes if not node.running]
+        if not pending:
+            return
+        with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="kafka-node") as pool:
+            futures = [pool.submit(node.start, max(1.0, deadline - time.monotonic())) for node in pending]
+            errors = [f.exception() for f in futures]
+        if any(isinstance(e, PortInUse) for e in errors):
+            raise PortInUse("a port of the cluster is taken")
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def _cluster_file(self) -> Path:
+        return self.data_dir / "cluster.json"
+
+    def _load(self) -> dict[str, object]:
+        return dict(json.loads(self._cluster_file().read_text()))
+
+    def _load_or_plan(self) -> dict[str, object]:
+        path = self._cluster_file()
+        if path.exists():
+            saved = self._load()
+            nodes = saved.get("nodes")
+            if isinstance(nodes, dict) and len(nodes) == self.size:
+                return saved
+        # A new cluster: storage formatted for another cluster id would refuse to start.
+        for node_id in range(1, self.size + 1):
+            shutil.rmtree(self.data_dir / f"node-{node_id}", ignore_errors=True)
+        return self._plan(_cluster_id())
+
+    def _plan(self, cluster_id: object) -> dict[str, object]:
+        ports: set[int] = set()
+        while len(ports) < 2 * self.size:
+            ports.add(free_port())
+        chosen = sorted(ports)
+        plan: dict[str, object] = {
+            "cluster_id": str(cluster_id),
+            "nodes": {
+                str(i): {"port": chosen[2 * (i - 1)], "controller_port": chosen[2 * (i - 1) + 1]}
+                for i in range(1, self.size + 1)
+            },
+        }
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._cluster_file().write_text(json.dumps(plan, indent=2) + "\n")
+        return plan
+
+    def _make_nodes(self, plan: Mapping[str, object]) -> None:
+        nodes = plan["nodes"]
+        assert isinstance(nodes, dict)
+        ports = {int(i): (int(p["port"]), int(p["controller_port"])) for i, p in nodes.items()}
+        quorum = Quorum(
+            cluster_id=str(plan["cluster_id"]),
+            voters={i: controller for i, (_, controller) in ports.items()},
+        )
+        self.nodes = [
+            KafkaBroker(
+                libs_dir=self.libs_dir,
+                data_dir=self.data_dir / f"node-{i}",
+                port=port,
+                controller_port=controller,
+                log_path=self.log_dir / f"kafka-{i}.log",
+                advertised_port=self.advertised_ports.get(i),
+                node_id=i,
+                quorum=quorum,
+            )
+            for i, (port, controller) in sorted(ports.items())
+        ]

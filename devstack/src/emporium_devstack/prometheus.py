@@ -6,7 +6,8 @@ installs them), the project's rules and Alertmanager configuration from ``deploy
         m.alertmanager_url    # http://127.0.0.1:9093 (likewise)
 
 Every target is scraped as its own ``job`` (the service's name, which the alert rules and the
-inhibition rule rely on). Data lives in ``work_dir`` and is kept across runs.
+inhibition rule rely on); a service with several replicas is one job with one target (an
+``instance``) per replica: ``{"orders": ["127.0.0.1:8003", "127.0.0.1:8013"]}``. Data lives in ``work_dir`` and is kept across runs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -58,7 +60,7 @@ class Monitoring:
         *,
         root: Path,
         work_dir: Path,
-        targets: dict[str, str],
+        targets: Mapping[str, str | Sequence[str]],
         log_dir: Path | None = None,
         free_ports: bool = False,
         prometheus_port: int | None = None,
@@ -68,7 +70,7 @@ class Monitoring:
         self.root = Path(root)
         self.work_dir = Path(work_dir)
         self.log_dir = Path(log_dir) if log_dir is not None else self.work_dir
-        self.targets = dict(targets)
+        self.targets = {job: [t] if isinstance(t, str) else list(t) for job, t in targets.items()}
         self.scrape_interval = scrape_interval
         self.prometheus_port = _port(prometheus_port, DEFAULT_PROMETHEUS_PORT, free_ports)
         self.alertmanager_port = _port(alertmanager_port, DEFAULT_ALERTMANAGER_PORT, free_ports)
@@ -101,8 +103,8 @@ class Monitoring:
                 "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.alertmanager_port}"]}]}]
             },
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": [target]}]}
-                for job, target in self.targets.items()
+                {"job_name": job, "static_configs": [{"targets": targets}]}
+                for job, targets in self.targets.items()
             ],
         }
 

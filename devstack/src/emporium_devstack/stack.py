@@ -5,10 +5,14 @@ services and the gateway.
         stack.gateway_url            # http://127.0.0.1:PORT
         stack.services["orders"].kill(); stack.services["orders"].restart()
 
+    with Stack(..., brokers=3, replicas=2) as stack:   # a 3-node Kafka cluster, 2 of each service
+        stack.replicas["orders"]     # [orders-1, orders-2]; stack.services["orders"] is orders-1
+        stack.kafka.node(2).kill(); stack.kafka.node(2).start()
+
 Every service is started as ``[python, "-m", <svc>, "serve"]`` (cwd = repo root) in its own
 process group and is configured only by ``<SVC>_*`` environment variables. Output is prefixed
 line by line (``catalog       | ...``) on stdout (``echo=True``) and written to
-``log_dir/<svc>.log``.
+``log_dir/<svc>.log`` (``<svc>-<n>`` for replica n when there are several).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from .jaeger import Jaeger, ensure_jaeger
-from .kafka import KafkaBroker, ensure_kafka_libs
+from .kafka import KafkaCluster, ensure_kafka_libs
 from .ports import free_port, port_open
 from .postgres import PostgresCluster
 from .prometheus import Monitoring
@@ -47,7 +51,13 @@ DEFAULT_PORTS: dict[str, int] = {
 DEFAULT_SMTP_PORT = 1025
 DEFAULT_ADMIN_EMAIL = "admin@emporium.local"
 DEFAULT_ADMIN_PASSWORD = "admin-password-change-me"
-_PREFIX_WIDTH = max(len(n) for n in (*SERVICES, GATEWAY, "smtp"))
+_PREFIX_WIDTH = max(len(n) for n in (*SERVICES, GATEWAY, "smtp")) + 2  # "-2": a replica's number
+# A consumer group spreads a topic's partitions over its members: a replica beyond the topics'
+# partition count (emporium_kit.runtime.TOPIC_PARTITIONS) would get none and never be ready.
+MAX_REPLICAS = 3
+# Replica n (from 2) of a service on a fixed port: its first replica's port + 10 * (n - 1), so
+# orders-2 is on 8013 next to orders-1 on 8003.
+_REPLICA_PORT_STEP = 10
 _STOP_TIMEOUT = 10.0
 _POLL = 0.2
 
@@ -290,6 +300,13 @@ class Stack:
       env             extra environment for every process, applied last (so it may override
                       anything the stack sets)
       kafka_bootstrap use this external Kafka instead of starting a broker
+      brokers         Kafka nodes to start (``KafkaCluster``; 1 = a single broker, as always; from
+                      3 on, replication factor 3 and ``min.insync.replicas`` 2)
+      replicas        processes per service (1..3), each on its own port; the gateway spreads
+                      requests over them and orders spreads its catalog calls. ``services[name]``
+                      is the first replica, ``replicas[name]`` all of them. Migrations run once
+                      per service. The gateway stays one process (stateless; replicas of it
+                      would need a load balancer in front, which in Kubernetes is its Service)
       database_urls   ``{name: sqlalchemy URL}``: use these external databases for the named
                       services/gateway (no local PostgreSQL is started if all six are given)
       wait_for        "gateway" (its /readyz, which covers all services), "services" (each
@@ -327,7 +344,19 @@ class Stack:
         include_gateway: bool | None = None,
         observe: bool = False,
         monitor: bool | None = None,
+        brokers: int = 1,
+        replicas: int = 1,
     ) -> None:
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise ValueError(
+                f"replicas must be 1 to {MAX_REPLICAS} (one partition each at least), not {replicas}"
+            )
+        if brokers < 1:
+            raise ValueError(f"brokers must be at least 1, not {brokers}")
+        if kafka_bootstrap and brokers != 1:
+            raise ValueError("brokers: the stack starts no Kafka of its own when kafka_bootstrap is given")
+        self.brokers = brokers
+        self.replica_count = replicas
         self.root = Path(root).resolve()
         self.cache_dir = Path(cache_dir).resolve()
         self.work_dir = Path(work_dir).resolve()
@@ -361,12 +390,25 @@ class Stack:
             self.ports.update(service_ports or {})
             self.ports[GATEWAY] = gateway_port
             self.smtp_port = smtp_port or DEFAULT_SMTP_PORT
+        # ports[name] is the first replica's; replica_ports[name] every replica's, in order.
+        self.replica_ports: dict[str, list[int]] = {
+            name: [
+                self.ports[name]
+                if n == 1
+                else free_port()
+                if free_ports
+                else self.ports[name] + _REPLICA_PORT_STEP * (n - 1)
+                for n in range(1, replicas + 1)
+            ]
+            for name in SERVICES
+        }
 
-        self.kafka: KafkaBroker | None = None
+        self.kafka: KafkaCluster | None = None
         self.postgres: PostgresCluster | None = None
         self.smtp: ServiceProcess | None = None
         self.jaeger: Jaeger | None = None
-        self.services: dict[str, ServiceProcess] = {}
+        self.services: dict[str, ServiceProcess] = {}  # the gateway, and each service's first replica
+        self.replicas: dict[str, list[ServiceProcess]] = {}  # each service's replicas, in order
         self.timings: dict[str, float] = {}
         self._lock = threading.Lock()
         self._started = False
@@ -378,7 +420,19 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[GATEWAY]}"
 
     def service_url(self, name: str) -> str:
+        """The service's (first replica's) base URL."""
         return f"http://127.0.0.1:{self.ports[name]}"
+
+    def service_urls(self, name: str) -> list[str]:
+        """Every replica's base URL, in order (one for the gateway)."""
+        ports = self.replica_ports.get(name, [self.ports[name]])
+        return [f"http://127.0.0.1:{port}" for port in ports]
+
+    @property
+    def processes(self) -> list[ServiceProcess]:
+        """Every service replica, then the gateway: what runs besides Kafka, PostgreSQL & co."""
+        found = [proc for name in SERVICES for proc in self.replicas.get(name, [])]
+        return found + ([self.services[GATEWAY]] if GATEWAY in self.services else [])
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -456,15 +510,21 @@ class Stack:
             pool.shutdown(wait=True)
 
         t = time.monotonic()
-        for name in self.names:
-            self.services[name] = self._make_process(name)
-        for proc in self.services.values():
+        for name in SERVICES:
+            self.replicas[name] = [self._make_process(name, n) for n in range(1, self.replica_count + 1)]
+            self.services[name] = self.replicas[name][0]
+        if self.include_gateway:
+            self.services[GATEWAY] = self._make_process(GATEWAY)
+        for proc in self.processes:
             proc.start()
         self._wait_ready(timeout)
         self.timings["services"] = time.monotonic() - t
         if self.monitor:
             t = time.monotonic()
-            targets = {name: f"127.0.0.1:{self.ports[name]}" for name in self.names}
+            # One job per service (the alert rules group by it), one target per replica.
+            targets = {
+                name: [url.removeprefix("http://") for url in self.service_urls(name)] for name in self.names
+            }
             self.monitoring = Monitoring(
                 root=self.root,
                 work_dir=self.work_dir / "monitoring",
@@ -480,8 +540,8 @@ class Stack:
         errors: list[str] = []
         if self.monitoring is not None:
             self.monitoring.stop()
-        gateway = [p for name, p in self.services.items() if name == GATEWAY]
-        others = [p for name, p in self.services.items() if name != GATEWAY]
+        gateway = [p for p in self.processes if p.name == GATEWAY]
+        others = [p for p in self.processes if p.name != GATEWAY]
         # The gateway first (no new requests), then all services in parallel.
         for group in (gateway, others):
             for proc in group:
@@ -522,8 +582,9 @@ class Stack:
     def _check_ports_free(self) -> None:
         busy = [
             f"{name}:{port}"
-            for name, port in self.ports.items()
-            if name in self.names and port_open("127.0.0.1", port)
+            for name in self.names
+            for port in self.replica_ports.get(name, [self.ports[name]])
+            if port_open("127.0.0.1", port)
         ]
         if port_open("127.0.0.1", self.smtp_port):
             busy.append(f"smtp:{self.smtp_port}")
@@ -559,9 +620,9 @@ class Stack:
         libs = ensure_kafka_libs(self.cache_dir)
         self.timings["kafka_libs"] = time.monotonic() - t
         t = time.monotonic()
-        self.kafka = KafkaBroker(
-            libs_dir=libs, data_dir=self.work_dir / "kafka", log_path=self.log_dir / "kafka.log"
-        )
+        # One broker keeps the folder it always had; a cluster of N has one of its own.
+        data_dir = self.work_dir / ("kafka" if self.brokers == 1 else f"kafka-{self.brokers}-nodes")
+        self.kafka = KafkaCluster(libs_dir=libs, data_dir=data_dir, size=self.brokers, log_dir=self.log_dir)
         self.kafka.start(timeout=timeout)
         self.timings["kafka"] = time.monotonic() - t
 
@@ -662,13 +723,13 @@ class Stack:
     def _wait_ready(self, timeout: float) -> None:
         if self.wait_for == "none":
             return
-        targets = (
-            [self.services[GATEWAY]] if self.wait_for == "gateway" else [self.services[n] for n in SERVICES]
-        )
+        # The gateway is ready once one replica of each service is: wait for every replica too.
+        replicas = [proc for name in SERVICES for proc in self.replicas[name]]
+        targets = [self.services[GATEWAY], *replicas] if self.wait_for == "gateway" else replicas
         deadline = time.monotonic() + timeout
         pending = list(targets)
         while True:
-            for proc in self.services.values():
+            for proc in self.processes:
                 proc.check_alive()
             pending = [p for p in pending if not p.ready()]
             if not pending:
@@ -676,7 +737,7 @@ class Stack:
             if time.monotonic() >= deadline:
                 detail = "\n\n".join(f"{p.name} (not ready) output tail:\n{p.tail()}" for p in pending)
                 if self.wait_for == "gateway":
-                    not_ready = [n for n in SERVICES if not self.services[n].ready()]
+                    not_ready = [p.name for p in replicas if not p.ready()]
                     detail += f"\n\nservices whose /readyz is not 200: {not_ready or 'none'}"
                 raise RuntimeError(f"stack not ready within {timeout:.0f}s:\n{detail}")
             time.sleep(_POLL)
@@ -709,42 +770,53 @@ class Stack:
         if self.external_kafka:
             return self.external_kafka
         kafka = self.kafka
-        if kafka is None or kafka.port is None:
+        if kafka is None or any(node.port is None for node in kafka.nodes):
             return None
         return kafka.bootstrap
 
-    def _env_for(self, name: str) -> dict[str, str]:
+    def _env_for(self, name: str, replica: int = 1) -> dict[str, str]:
         env = self._base_env()
         p = name.upper() + "_"
         env[p + "DATABASE_URL"] = self.database_url(name)
         env[p + "HOST"] = "127.0.0.1"
-        env[p + "PORT"] = str(self.ports[name])
+        env[p + "PORT"] = str(self.replica_ports.get(name, [self.ports[name]])[replica - 1])
+        if self.replica_count > 1 and name != GATEWAY:  # which replica a span came from
+            attrs = env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+            env["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(
+                a for a in (attrs, f"service.instance.id={self._process_name(name, replica)}") if a
+            )
         env[p + "LOG_LEVEL"] = self.log_level
         # Migrations run while Kafka may still be starting (they do not need it).
         bootstrap = self._bootstrap_or_none()
         if bootstrap is not None:
             env[p + "KAFKA_BOOTSTRAP"] = bootstrap
         if name == "orders":
-            env["ORDERS_CATALOG_URL"] = self.service_url("catalog")
+            # Several replicas: a comma-separated list, taken in turn (adapters/catalog.py).
+            env["ORDERS_CATALOG_URL"] = ",".join(self.service_urls("catalog"))
         if name == "notifications":
             env["NOTIFICATIONS_SMTP_HOST"] = "127.0.0.1"
             env["NOTIFICATIONS_SMTP_PORT"] = str(self.smtp_port)
         if name == GATEWAY:
             for svc in SERVICES:
-                env[f"GATEWAY_{svc.upper()}_URL"] = self.service_url(svc)
+                env[f"GATEWAY_{svc.upper()}_URL"] = ",".join(self.service_urls(svc))
             env["GATEWAY_ADMIN_EMAIL"] = self.admin_email
             env["GATEWAY_ADMIN_PASSWORD"] = self.admin_password
             env["GATEWAY_JWT_SECRET"] = self._jwt_secret()
         env.update(self.extra_env)
         return env
 
-    def _make_process(self, name: str) -> ServiceProcess:
+    def _process_name(self, name: str, replica: int) -> str:
+        return name if self.replica_count == 1 or name == GATEWAY else f"{name}-{replica}"
+
+    def _make_process(self, name: str, replica: int = 1) -> ServiceProcess:
+        process = self._process_name(name, replica)
+        env = self._env_for(name, replica)
         return ServiceProcess(
-            name,
+            process,
             cmd=[self.python, "-m", name, "serve"],
-            env=self._env_for(name),
+            env=env,
             cwd=self.root,
-            port=self.ports[name],
-            log_path=self.log_dir / f"{name}.log",
+            port=int(env[name.upper() + "_PORT"]),
+            log_path=self.log_dir / f"{process}.log",
             echo=self.echo,
         )

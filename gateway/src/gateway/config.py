@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from emporium_kit.replicas import parse_urls
 from emporium_kit.settings import ProcessSettings, env_prefix
 
 # A development-only signing key. Every real deployment MUST set GATEWAY_JWT_SECRET to a random
@@ -24,6 +25,8 @@ class GatewaySettings(ProcessSettings):
     jwt_ttl_seconds: int = Field(3600, gt=0)
     jwt_issuer: str = "emporium-gateway"
 
+    # Each: one base URL (in Kubernetes, the service's Service, which spreads calls over its pods)
+    # or several comma-separated, one per replica, taken in turn (adapters/upstream.py).
     catalog_url: str = "http://127.0.0.1:8001"
     inventory_url: str = "http://127.0.0.1:8002"
     orders_url: str = "http://127.0.0.1:8003"
@@ -36,6 +39,11 @@ class GatewaySettings(ProcessSettings):
     admin_email: str = "admin@emporium.local"
     admin_password: str = "admin-password-change-me"
     admin_name: str = "Emporium Admin"
+
+    @field_validator("catalog_url", "inventory_url", "orders_url", "payments_url", "notifications_url")
+    @classmethod
+    def _base_urls(cls, value: str) -> str:
+        return ",".join(parse_urls(value))  # an empty entry fails at start-up, not per request
 
     def upstream_urls(self) -> dict[str, str]:
         return {

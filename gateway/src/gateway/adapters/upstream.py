@@ -1,8 +1,16 @@
-"""The one shared HTTP client to the five services: timeouts, one retry for GETs, trace context.
+"""The one shared HTTP client to the five services: timeouts, one retry for GETs, trace context,
+and several replicas of a service taken in turn.
 
 An upstream that cannot be reached or does not answer in time raises ``UpstreamUnavailable``
 (mapped to 503 with ``Retry-After``). Only GETs are retried, once, and only on connection-level
 failures, never on timeouts: a second wait would double the latency the caller already paid.
+
+A service given as several base URLs (``GATEWAY_ORDERS_URL=http://a:8003,http://b:8013``; in
+Kubernetes one Service URL does this instead) gets each request on the next replica in turn. A
+replica that refuses the connection (``ConnectError``: it is down, the request surely never
+reached it) is skipped for the next one, whatever the method, until each was tried once; the
+other connection-level failures (the request may have arrived) move a GET on as before, and a
+GET gets two tries even with one URL.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from opentelemetry import propagate, trace
 from prometheus_client import Histogram
 
 from emporium_events import correlation
+from emporium_kit.replicas import RoundRobin
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +67,14 @@ def make_http_client(
 
 
 class Upstreams:
-    """One connection pool per service: httpcore scans every pooled connection on each request,
-    so one big shared pool made that scan the gateway's largest cost under load
-    (bench/results/profile)."""
+    """One connection pool per service (shared by its replicas): httpcore scans every pooled
+    connection on each request, so one big shared pool made that scan the gateway's largest cost
+    under load (bench/results/profile)."""
 
     def __init__(self, clients: Mapping[str, httpx.AsyncClient], base_urls: Mapping[str, str]) -> None:
+        """``base_urls``: per service, one base URL or several comma-separated (its replicas)."""
         self._clients = dict(clients)
-        self._base_urls = {name: url.rstrip("/") for name, url in base_urls.items()}
+        self._replicas = {name: RoundRobin(urls) for name, urls in base_urls.items()}
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -72,7 +82,7 @@ class Upstreams:
 
     @property
     def services(self) -> list[str]:
-        return list(self._base_urls)
+        return list(self._replicas)
 
     async def request(
         self,
@@ -86,8 +96,12 @@ class Upstreams:
         timeout: float | None = None,
         retry: bool | None = None,
     ) -> httpx.Response:
-        url = self._base_urls[service] + path
-        attempts = 2 if (method == "GET" if retry is None else retry) else 1
+        replicas = self._replicas[service]
+        first = replicas.take()
+        url = replicas.url(first) + path
+        idempotent = method == "GET" if retry is None else retry
+        # Each replica once on a refused connection; an idempotent call at least twice.
+        attempts = max(replicas.count, 2) if idempotent else replicas.count
         started = time.perf_counter()
         status = "unavailable"
         with _tracer.start_as_current_span(
@@ -106,6 +120,9 @@ class Upstreams:
                 outgoing["X-Request-ID"] = request_id
             try:
                 for attempt in range(1, attempts + 1):
+                    if attempt > 1:
+                        url = replicas.url(first, attempt - 1) + path
+                        span.set_attribute("url.full", url)
                     try:
                         response = await self._clients[service].request(
                             method,
@@ -119,9 +136,10 @@ class Upstreams:
                         span.set_attribute("http.response.status_code", response.status_code)
                         return response
                     except _RETRYABLE as exc:
-                        if attempt == attempts:
+                        never_sent = isinstance(exc, httpx.ConnectError)
+                        if attempt == attempts or not (idempotent or never_sent):
                             raise UpstreamUnavailable(service, type(exc).__name__) from exc
-                        log.info("%s %s %s failed with %r; retrying once", service, method, path, exc)
+                        log.info("%s %s %s failed with %r; trying again", service, method, url, exc)
                     except httpx.TimeoutException as exc:
                         raise UpstreamUnavailable(service, "timed out") from exc
                     except httpx.TransportError as exc:
@@ -135,16 +153,20 @@ class Upstreams:
                 UPSTREAM_SECONDS.labels(service, method, status).observe(time.perf_counter() - started)
 
     async def ready(self, timeout: float) -> dict[str, bool]:
-        """Each service's ``/readyz``, concurrently; a slow or failing service is simply not ready."""
+        """Each service's ``/readyz`` (every replica's), concurrently; a slow or failing replica is
+        simply not ready, and a service is ready while one of its replicas is (requests go
+        around the others)."""
 
-        async def one(service: str) -> bool:
+        async def one(service: str, base_url: str) -> bool:
             try:
-                response = await self._clients[service].get(
-                    self._base_urls[service] + "/readyz", timeout=timeout
-                )
+                response = await self._clients[service].get(base_url + "/readyz", timeout=timeout)
             except httpx.HTTPError:
                 return False
             return response.status_code == 200
 
-        results = await asyncio.gather(*(one(s) for s in self._base_urls))
-        return dict(zip(self._base_urls, results, strict=True))
+        checks = [(s, url) for s, replicas in self._replicas.items() for url in replicas.urls]
+        results = await asyncio.gather(*(one(s, url) for s, url in checks))
+        ready = dict.fromkeys(self._replicas, False)
+        for (service, _), ok in zip(checks, results, strict=True):
+            ready[service] = ready[service] or ok
+        return ready

@@ -115,6 +115,7 @@ class EventConsumer:
         self._pending: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}  # next offset to take, per partition polled
         self._lag_series: dict[TopicPartition, Any] = {}  # the gauge's child per partition, made once
+        self._assigned = metrics.consumer_assigned_partitions.labels(name)
         for topic in self._topics:  # at 0 from the start: increase() then sees the first dead letter
             metrics.dead_letters.labels(topic)
             for event_type in self._handlers:  # and the first event of each type it handles
@@ -148,6 +149,7 @@ class EventConsumer:
             await self._consumer.stop()
             self._consumer = None
             self._forget_lag(keep=set())
+            self._assigned.set(0)
 
     async def run(self) -> None:
         assert self._consumer is not None, "start() first"
@@ -155,7 +157,9 @@ class EventConsumer:
         while True:
             wait_ms = int(self._commit_interval * 1000) if self._pending else 500  # idle: commit soon
             batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self._max_batch)
-            if consumer.assignment():
+            assigned = consumer.assignment()
+            self._assigned.set(len(assigned))
+            if assigned:
                 self.ready.set()
             self._observe_lag(consumer, batch)
             if not batch:

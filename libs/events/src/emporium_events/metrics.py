@@ -19,6 +19,7 @@ class MessagingMetrics:
     outbox_oldest_seconds: Gauge
     outbox_relay_leader: Gauge
     consumer_lag: Gauge
+    consumer_assigned_partitions: Gauge
     dead_letters: Counter
     dead_letters_depth: Gauge
 
@@ -83,6 +84,14 @@ class MessagingMetrics:
                 f"{p}_consumer_lag_messages",
                 "Messages of a partition not yet taken by this consumer group, as of its last poll.",
                 ["group", "topic", "partition"],
+                registry=registry,
+            ),
+            # With N replicas in one group, each holds some of the partitions; 0 means a replica
+            # that consumes nothing (more replicas than partitions, or not joined yet).
+            consumer_assigned_partitions=Gauge(
+                f"{p}_consumer_assigned_partitions",
+                "Partitions this process holds in its consumer group, as of its last poll.",
+                ["group"],
                 registry=registry,
             ),
             dead_letters=Counter(

@@ -16,7 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from fastapi import APIRouter, FastAPI
 
 from emporium_events import topics
@@ -178,22 +178,49 @@ async def _retry_forever(what: str, attempt: Callable[[], Awaitable[None]]) -> N
 
 
 async def ensure_topics(bootstrap: str, names: Sequence[str] | None = None) -> None:
-    """Create the event topics and their DLQs if missing (idempotent; any Kafka)."""
+    """Create the event topics and their DLQs if missing (idempotent; any Kafka).
+
+    Sized to the cluster: replication factor min(3, live brokers in its metadata) and, with
+    three copies, ``min.insync.replicas`` 2 (with the producers' ``acks=all``, a write is on two
+    brokers before it is acknowledged, and one broker may be lost). The same code serves one
+    broker and three. Topics that exist are left exactly as they are, whoever made them (a
+    Strimzi ``KafkaTopic``, an operator's own settings): nothing here alters or checks them.
+    A topic the broker refuses to create (say, three copies asked while a broker is away) raises,
+    and the caller retries.
+    """
     wanted = list(names or [t for topic in topics.ALL for t in (topic, topics.dlq(topic))])
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in wanted if n not in existing]
-        if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(name=n, num_partitions=TOPIC_PARTITIONS, replication_factor=1) for n in missing]
+        if not missing:
+            return
+        brokers = len((await admin.describe_cluster())["brokers"])
+        factor, configs = topic_replication(brokers)
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name=n,
+                    num_partitions=TOPIC_PARTITIONS,
+                    replication_factor=factor,
+                    topic_configs=configs,
                 )
-            except TopicAlreadyExistsError:
-                pass
+                for n in missing
+            ]
+        )
+        # Per-topic errors come back in the response, not as an exception.
+        for topic, code, *message in response.topic_errors:
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise for_code(code)(f"creating topic {topic}: {message[0] if message else ''}")
     finally:
         await admin.close()
+
+
+def topic_replication(brokers: int) -> tuple[int, dict[str, str]]:
+    """Replication factor and topic configs for a new topic on a cluster of ``brokers``."""
+    factor = max(1, min(3, brokers))
+    return factor, ({"min.insync.replicas": "2"} if factor >= 3 else {})
 
 
 def create_app(
