@@ -374,10 +374,21 @@ async def test_a_dead_lettered_event_counts_in_dead_letters_total(harness):
     await harness.producer.send_and_wait(topics.PAYMENTS, key=str(order_id).encode(), value=b"{not json")
     async with harness.consumer(record_effect):
         assert await _dead_letters(harness.bootstrap, order_id)
-    async with harness.sessions() as s:  # earlier tests' poison on the topic is dead-lettered too
-        stored = (await s.execute(sa.select(sa.func.count()).select_from(dead_letters))).scalar_one()
-    assert stored >= 1
-    assert _sample(harness.metrics.dead_letters, topic=topics.PAYMENTS) == before + stored
+
+        async def stored() -> int:  # earlier tests' poison on the topic is dead-lettered too
+            async with harness.sessions() as s:
+                return (await s.execute(sa.select(sa.func.count()).select_from(dead_letters))).scalar_one()
+
+        # The counter moves just after each dead letter's commit: wait for the two to agree
+        # while the consumer still runs (it may be storing another poison message meanwhile).
+        async def agree() -> bool:
+            return _sample(harness.metrics.dead_letters, topic=topics.PAYMENTS) == before + await stored()
+
+        assert await eventually(agree, timeout=10), (
+            f"dead_letters_total {_sample(harness.metrics.dead_letters, topic=topics.PAYMENTS)} "
+            f"vs {before} + {await stored()} stored"
+        )
+    assert await stored() >= 1
 
 
 async def _store_dead_letters(harness: Harness, *, pending: int, replayed: int) -> None:
