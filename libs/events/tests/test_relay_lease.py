@@ -36,7 +36,6 @@ counters = sa.Table(
     sa.Column("n", sa.Integer, nullable=False),
 )
 
-LEASE_RETRY = 0.2
 # Replicas run on different hosts: here each reaches PostgreSQL through a proxy that delays its
 # answers by a replica's own few milliseconds, so that a relay which claimed a batch first may
 # learn of it (and send it) after one that claimed the next batch.
@@ -129,7 +128,6 @@ class Outbox:
             metrics=MessagingMetrics.for_service("relaytest", registry),
             batch_size=batch_size,  # small, so that a run is many batches a second relay could race
             sweep_interval=sweep_interval,
-            lease_retry=LEASE_RETRY,
         )
         replica = Replica(name=f"r{len(self.replicas)}", relay=relay, producer=producer, registry=registry)
         self.replicas.append(replica)
@@ -344,6 +342,21 @@ async def test_a_leader_cut_from_its_database_stops_leading_and_a_standby_takes_
     assert_in_commit_order(numbers, expected)
     assert not any(_dead(r) for r in box.replicas), "a cut relay stands by again, it does not stop"
     await box.leader()
+
+
+async def test_a_cut_leader_hands_the_lease_to_the_standby_in_line_and_queues_behind_it(box):
+    """The server grants the lease to the standby waiting for it the moment the holder's session
+    ends: no poll (none would come within 30 s here) and no load decides who is next; the old
+    holder, back at once, stands in line behind it (its failure may be its own)."""
+    for _ in range(2):
+        box.start(await box.add_replica(sweep_interval=30.0))
+    cut = await box.leader()
+    await asyncio.sleep(0.5)  # the other replica is in line
+    await box.cut_holder()
+    successor = await box.leader(other_than=cut)
+    await asyncio.sleep(1.0)  # the old holder is back, standing by
+    assert await box.leader() is successor
+    assert not _dead(cut), "a cut relay stands by again, it does not stop"
 
 
 async def test_a_row_committed_on_a_standby_replica_is_published_at_once_not_at_the_next_sweep(box):

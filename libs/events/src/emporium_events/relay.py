@@ -5,14 +5,25 @@ its partition is the only order consumers get. Two relays each claiming a batch 
 outbox (the second skipping the rows the first has locked) would publish one order's events in
 the order their sends happen to land, not in commit order.
 
-The lease. Every relay opens a connection of its own to the service's database and tries a
-session-level advisory lock (``pg_try_advisory_lock``) on it; the one that gets it publishes,
-the others stand by and try again every ``lease_retry`` seconds. PostgreSQL releases the lock
+The lease. Every relay opens a connection of its own to the service's database and takes a
+session-level advisory lock on it; the one that gets it publishes, the others stand by, each
+waiting in the lock's queue in the server (``pg_advisory_lock``). PostgreSQL releases the lock
 when that session ends, however it ends: a clean stop, a process killed with ``kill -9`` (the
 kernel closes the socket), an administrator's ``pg_terminate_backend``, or a network cut once
 the server notices it (TCP keepalives and ``tcp_user_timeout`` on both ends, and
 ``idle_session_timeout`` / ``idle_in_transaction_session_timeout`` for a holder that is alive
 but frozen; see ``_lease_engine``).
+
+The hand-over is the server's, not a clock's. When the holder's session ends, PostgreSQL grants
+the lock to the first standby in the queue in the same step, however slow the replicas' hosts
+are. A holder that lost its lease to a failure connects again and queues *behind* the standbys
+already waiting, so a replica that can publish takes over. (With standbys polling
+``pg_try_advisory_lock`` every sweep, the failed holder, retrying after a 0.1 s backoff, won that
+race most of the time, even when the failure was its own, its Kafka or its network: a cut holder
+took its lease back in 2 runs of the lease tests in 4 on a loaded host, and in every run once
+the standbys polled only every 30 s.)
+A standby that dies in the queue leaves it as a holder does (its session ends); one frozen when
+the lock is granted to it holds it until ``idle_session_timeout`` ends its session.
 
 Fencing. The holder claims, marks and commits its batches *on the lease connection itself*,
 never on a pooled one. A statement that runs in that session runs while the lock is held (a
@@ -43,10 +54,10 @@ membership protocol and the same fencing per shard at every rebalance; one relay
 buys correctness for no throughput we need.
 
 Waking. Each process wakes its own relay right after a commit that wrote rows (``notify()``).
-A standby hands that wake to the holder with one ``NOTIFY`` on its lease connection (coalesced:
-one per wake it sees, outside any transaction of the request); the holder ``LISTEN``s on its
-lease connection, so a row committed by any replica is published at once, not at the next
-sweep. A sweep every ``sweep_interval`` seconds remains the fallback.
+A standby hands that wake to the holder with one ``NOTIFY`` on a pooled connection (its lease
+connection is waiting in the queue; coalesced: one per wake it sees, outside any transaction of
+the request); the holder ``LISTEN``s on its lease connection, so a row committed by any replica
+is published at once, not at the next sweep. A sweep every ``sweep_interval`` seconds remains the fallback.
 """
 
 from __future__ import annotations
@@ -83,6 +94,7 @@ LEASE_KEY = 0x6F7574626F78  # "outbox"; advisory locks are per database, so one 
 CHANNEL = "emporium_outbox"
 
 _TRY_LEASE = sa.select(sa.func.pg_try_advisory_lock(LEASE_KEY))
+_TAKE_LEASE = sa.select(sa.func.pg_advisory_lock(LEASE_KEY))  # waits in the lock's queue
 _TRY_LEASE_FOR_TRANSACTION = sa.select(sa.func.pg_try_advisory_xact_lock(LEASE_KEY))
 _LISTEN = sa.text(f"LISTEN {CHANNEL}")
 _NOTIFY = sa.text(f"NOTIFY {CHANNEL}")
@@ -116,23 +128,19 @@ class OutboxRelay:
         metrics: MessagingMetrics,
         batch_size: int = 500,
         sweep_interval: float = 1.0,
-        lease_retry: float | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._producer = producer
         self._metrics = metrics
         self._batch_size = batch_size
         self._sweep_interval = sweep_interval
-        self._lease_retry = sweep_interval if lease_retry is None else lease_retry
         self._wake = asyncio.Event()
         self._batch_lock = asyncio.Lock()
         self._lease: AsyncConnection | None = None
         self._observed = 0.0
         self._backoff = 0.1
         self._tracer = trace.get_tracer("emporium.outbox")
-        self._lease_engine = _lease_engine(
-            session_factory, idle_seconds=max(self._sweep_interval, self._lease_retry)
-        )
+        self._lease_engine = _lease_engine(session_factory, idle_seconds=self._sweep_interval)
         # No SKIP LOCKED: only the lease holder claims, and skipping a row someone else holds
         # is exactly how a later event of an aggregate would overtake an earlier one.
         unsent = (
@@ -223,24 +231,9 @@ class OutboxRelay:
     async def _stand_by(self, conn: AsyncConnection) -> None:
         """Return once this relay holds the lease; until then pass every wake to the holder."""
         await conn.execution_options(isolation_level="AUTOCOMMIT")  # one round trip per statement
-        told = False
-        tried = -float("inf")
-        while True:
-            if time.monotonic() - tried >= self._lease_retry:
-                tried = time.monotonic()
-                if await conn.scalar(_TRY_LEASE):
-                    break
-                if not told:
-                    log.info("outbox relay stands by: another relay holds the outbox lease")
-                    told = True
-            await self._observe_backlog_now_and_then()
-            remaining = self._lease_retry - (time.monotonic() - tried)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(remaining, 0.0))
-            except TimeoutError:
-                continue
-            self._wake.clear()
-            await conn.execute(_NOTIFY)
+        if not await conn.scalar(_TRY_LEASE):
+            log.info("outbox relay stands by: another relay holds the outbox lease")
+            await self._wait_in_line(conn)
         await conn.execute(_LISTEN)
         await conn.commit()  # ends SQLAlchemy's autobegun (no-op) transaction, so the level may change
         await conn.execution_options(isolation_level="READ COMMITTED")
@@ -248,6 +241,30 @@ class OutboxRelay:
             "outbox relay took the outbox lease (backend pid %d); publishing",
             _driver(await conn.get_raw_connection()).info.backend_pid,
         )
+
+    async def _wait_in_line(self, conn: AsyncConnection) -> None:
+        """Wait in the lease's queue in the server; meanwhile forward wakes, observe the backlog."""
+        granted = asyncio.ensure_future(conn.execute(_TAKE_LEASE))
+        try:
+            while not granted.done():
+                await self._observe_backlog_now_and_then()
+                woken = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait(
+                        (granted, woken), timeout=self._sweep_interval, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    woken.cancel()
+                    await asyncio.gather(woken, return_exceptions=True)
+                if self._wake.is_set() and not granted.done():
+                    self._wake.clear()
+                    async with self._session_factory() as session, session.begin():
+                        await session.execute(_NOTIFY)
+            granted.result()  # a session ended while waiting raises here
+        finally:
+            if not granted.done():  # leaving the queue: the lease connection is closed next
+                granted.cancel()
+                await asyncio.gather(granted, return_exceptions=True)
 
     async def _lead(self, conn: AsyncConnection) -> None:
         listener = _driver(await conn.get_raw_connection())
@@ -341,8 +358,9 @@ def _lease_engine(session_factory: async_sessionmaker[AsyncSession], *, idle_sec
     bind = session_factory.kw.get("bind")
     if not isinstance(bind, AsyncEngine):
         raise TypeError("the outbox relay needs a session factory bound to an AsyncEngine")
-    # A healthy holder or standby runs a statement at least every sweep / retry interval, so a
-    # session idle far longer than that belongs to a frozen process: the server ends it.
+    # A healthy holder runs a statement at least every sweep interval, and a standby is inside
+    # one (its wait in the queue), so a session idle far longer than that belongs to a frozen
+    # process: the server ends it.
     idle_session_ms = int(max(10.0, 5 * idle_seconds) * 1000)
     settings = {
         "tcp_keepalives_idle": _KEEPALIVES["keepalives_idle"],
@@ -351,6 +369,9 @@ def _lease_engine(session_factory: async_sessionmaker[AsyncSession], *, idle_sec
         "tcp_user_timeout": _TCP_USER_TIMEOUT_MS,
         "idle_session_timeout": idle_session_ms,
         "idle_in_transaction_session_timeout": _IDLE_IN_TRANSACTION_MS,
+        # A standby waits in the lease's queue for as long as the holder holds it.
+        "lock_timeout": 0,
+        "statement_timeout": 0,
     }
     return create_async_engine(
         bind.url,
