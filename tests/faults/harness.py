@@ -44,6 +44,8 @@ FAULT_BOUND = 45.0
 # A crash scenario's failpoint fires on a hit between 1 and this (the seed picks): when in the
 # traffic it strikes is timing; that it strikes is not left to chance.
 MAX_HIT = 4
+# The load adds a product with fresh stock this often (3 products' stock lasts ~3 s at 12/s).
+RESTOCK_SECONDS = 3.0
 
 
 @dataclass
@@ -284,8 +286,10 @@ class FaultSuite:
     async def run(self, scenario: Scenario) -> Result:
         result = Result(scenario.name, brokers=self.brokers, replicas=self.replicas)
         started = time.monotonic()
-        products = {}
-        for _ in range(3):
+        products: dict[str, int] = {}  # product id -> stock it started with
+
+        async def new_product() -> str | None:
+            """A product with fresh stock, or None (and why, in the log) if the system refused."""
             r = await self._call(
                 "POST",
                 "/api/v1/products",
@@ -298,14 +302,23 @@ class FaultSuite:
                     "category": "faults",
                 },
             )
-            assert r is not None and r.status_code == 201, r and r.text
-            pid = r.json()["id"]
+            if r is None or r.status_code != 201:
+                log.info("product not created: %s", r and r.text)
+                return None
+            pid: str = r.json()["id"]
             stock = self.random.randint(15, 30)
             r = await self._call(
                 "PUT", f"/api/v1/inventory/{pid}", headers=self.admin, json={"on_hand": stock}
             )
-            assert r is not None and r.status_code == 200, r and r.text
+            if r is None or r.status_code != 200:
+                log.info("stock of %s not set: %s", pid, r and r.text)
+                return None  # no order will name it, so its stock is nobody's business
             products[pid] = stock
+            return pid
+
+        for _ in range(3):
+            if await new_product() is None:
+                raise RuntimeError("the scenario's products could not be created (see the log)")
         customers = {}
         for _ in range(4):
             email = f"f-{uuid.uuid4().hex[:10]}@example.com"
@@ -325,7 +338,7 @@ class FaultSuite:
         async def one_order() -> None:
             customer = self.random.choice(list(customers))
             key = str(uuid.uuid4())
-            lines = self.random.sample(list(products), self.random.choice([1, 1, 2]))
+            lines = self.random.sample(list(products)[-3:], self.random.choice([1, 1, 2]))
             body = {
                 "items": [{"product_id": p, "quantity": self.random.randint(1, 3)} for p in lines],
                 "payment_token": self.random.choice(CARDS),
@@ -352,11 +365,17 @@ class FaultSuite:
 
         async def load() -> None:
             # Orders keep coming until every planned fault is done, so no fault waits for
-            # traffic that has stopped (a failpoint is only reached by work).
-            tasks = []
-            deadline = time.monotonic() + self.load_seconds
+            # traffic that has stopped (a failpoint is only reached by work); and a new product
+            # with fresh stock every few seconds keeps the mix (confirmed, out of stock,
+            # declined) however long that takes; the orders name the newest three.
+            tasks: list[asyncio.Task[object]] = []
+            now = time.monotonic()
+            deadline, restock = now + self.load_seconds, now + RESTOCK_SECONDS
             while time.monotonic() < deadline or injecting.is_set():
                 tasks.append(asyncio.create_task(one_order()))
+                if time.monotonic() >= restock:
+                    tasks.append(asyncio.create_task(new_product()))
+                    restock += RESTOCK_SECONDS
                 await asyncio.sleep(1 / self.rate)
             await asyncio.gather(*tasks)
 
