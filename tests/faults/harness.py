@@ -39,8 +39,9 @@ SETTLE_SECONDS = 30.0
 CARDS = ["tok_visa"] * 6 + ["tok_chargeDeclined"]
 INVARIANTS = ("terminal", "money", "stock", "outbox_dlq", "duplicates")
 # How long one planned fault may take to happen (a failpoint to be reached, say) before the
-# scenario is a harness error. A restart on the shared 2-core machine takes 3-10 s.
-FAULT_BOUND = 45.0
+# scenario is a harness error. Seen on the shared 2-core machine under load: a restart takes
+# 5-20 s, and a payments crash waited 44 s for traffic while orders and inventory crashed too.
+FAULT_BOUND = 90.0
 # A crash scenario's failpoint fires on a hit between 1 and this (the seed picks): when in the
 # traffic it strikes is timing; that it strikes is not left to chance.
 MAX_HIT = 4
