@@ -88,6 +88,8 @@ async def main(short: bool, only: str | None, seed: int, report: Path | None) ->
                     print(f"      {invariant}: {problem}", flush=True)
             for error in result.harness_errors:
                 print(f"      harness: {error}", flush=True)
+            for event in result.timeline if result.harness_errors else []:
+                print(f"      timeline: {event}", flush=True)
     finally:
         await suite.stop()
     print()
