@@ -1,6 +1,7 @@
 """The fault-injection suite: ``make faults`` (every scenario) or ``--short`` (what `make test` runs).
 
-Prints a table, scenario by invariant, and exits non-zero on any violation.
+Prints a table, scenario by invariant, and exits non-zero on any violation or harness error
+(a scenario that did not inject exactly the faults it planned, or could not run).
 """
 
 from __future__ import annotations
@@ -20,26 +21,37 @@ from scenarios import ALL, SHORT
 
 
 def table(results: list[Result]) -> str:
-    head = ["scenario", "orders", "refused", "faults", "dups seen", *INVARIANTS, "s"]
+    head = [
+        "scenario", "brokers", "replicas", "orders", "refused", "planned", "injected", "dups seen",
+        *INVARIANTS, "harness", "s",
+    ]  # fmt: skip
     rows = [
         [
             r.scenario,
+            r.brokers,
+            r.replicas,
             r.orders,
             r.not_accepted,
-            r.faults,
+            r.planned,
+            r.injected,
             r.duplicates,
             *[len(r.violations[i]) for i in INVARIANTS],
+            len(r.harness_errors),
             f"{r.seconds:.0f}",
         ]
         for r in results
     ]
     total = [
         "TOTAL",
+        "",
+        "",
         sum(r.orders for r in results),
         sum(r.not_accepted for r in results),
-        sum(r.faults for r in results),
+        sum(r.planned for r in results),
+        sum(r.injected for r in results),
         sum(r.duplicates for r in results),
         *[sum(len(r.violations[i]) for r in results) for i in INVARIANTS],
+        sum(len(r.harness_errors) for r in results),
         f"{sum(r.seconds for r in results):.0f}",
     ]
     widths = [max(len(str(row[c])) for row in [head, *rows, total]) for c in range(len(head))]
@@ -63,15 +75,21 @@ async def main(short: bool, only: str | None, seed: int, report: Path | None) ->
         for scenario in scenarios:
             result = await suite.run(scenario)
             results.append(result)
-            flag = "ok" if not result.violation_count else f"{result.violation_count} VIOLATIONS"
+            flags = [f"{result.violation_count} VIOLATIONS"] if result.violation_count else []
+            flags += [f"{len(result.harness_errors)} HARNESS ERRORS"] if result.harness_errors else []
             print(
-                f"  {scenario.name}: {result.orders} orders, {result.faults} faults, "
-                f"{result.duplicates} duplicates seen, {flag} ({result.seconds:.0f}s)",
+                f"  {scenario.name}: {result.orders} orders, {result.injected}/{result.planned} "
+                f"faults injected/planned, {result.duplicates} duplicates seen, "
+                f"{', '.join(flags) or 'ok'} ({result.seconds:.0f}s)",
                 flush=True,
             )
             for invariant, problems in result.violations.items():
                 for problem in problems[:5]:
                     print(f"      {invariant}: {problem}", flush=True)
+            for error in result.harness_errors:
+                print(f"      harness: {error}", flush=True)
+            for event in result.timeline if result.harness_errors else []:
+                print(f"      timeline: {event}", flush=True)
     finally:
         await suite.stop()
     print()
@@ -79,9 +97,13 @@ async def main(short: bool, only: str | None, seed: int, report: Path | None) ->
     if report:
         report.write_text(json.dumps([r.__dict__ for r in results], indent=2, default=str))
     violations = sum(r.violation_count for r in results)
-    faults = sum(r.faults for r in results)
-    print(f"\n{len(results)} scenarios, {faults} faults injected, {violations} violations")
-    return 1 if violations or len(results) < len(scenarios) else 0
+    harness = sum(len(r.harness_errors) for r in results)
+    planned, injected = sum(r.planned for r in results), sum(r.injected for r in results)
+    print(
+        f"\n{len(results)} scenarios (seed {seed}), {injected} of {planned} planned faults injected, "
+        f"{violations} violations, {harness} harness errors, {time.monotonic() - started:.0f}s in all"
+    )
+    return 1 if violations or harness or len(results) < len(scenarios) else 0
 
 
 if __name__ == "__main__":
