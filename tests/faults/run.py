@@ -1,4 +1,7 @@
-"""The fault-injection suite: ``make faults`` (every scenario) or ``--short`` (what `make test` runs).
+"""The fault-injection suite: ``make faults`` (every scenario: the single-node ones, then the
+cluster ones on 3 brokers x 2 replicas, each set on a stack of its own) or ``--short`` (what
+`make test` runs: single-node only). ``--only`` filters both sets; ``--no-cluster`` skips the
+cluster set.
 
 Prints a table, scenario by invariant, and exits non-zero on any violation or harness error
 (a scenario that did not inject exactly the faults it planned, or could not run).
@@ -16,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import INVARIANTS, FaultSuite, Result
+from cluster import CLUSTER, ClusterFaultSuite
+from harness import INVARIANTS, FaultSuite, Result, Scenario
 from scenarios import ALL, SHORT
 
 
@@ -63,15 +67,43 @@ def table(results: list[Result]) -> str:
     return "\n".join([line(head), sep, *map(line, rows), sep, line(total)])
 
 
-async def main(short: bool, only: str | None, seed: int, report: Path | None) -> int:
-    scenarios = [s for s in (SHORT if short else ALL) if not only or only.lower() in s.name.lower()]
-    work = Path(tempfile.mkdtemp(prefix="emporium-faults-"))
-    suite = FaultSuite(work, load_seconds=4.0 if short else 8.0, rate=8.0 if short else 12.0, seed=seed)
+async def main(short: bool, only: str | None, seed: int, report: Path | None, cluster: bool = True) -> int:
+    def chosen(scenarios: list[Scenario]) -> list[Scenario]:
+        return [s for s in scenarios if not only or only.lower() in s.name.lower()]
+
+    single = chosen(SHORT if short else ALL)
+    on_cluster = chosen(CLUSTER) if cluster and not short else []
+    load = {"load_seconds": 4.0 if short else 8.0, "rate": 8.0 if short else 12.0, "seed": seed}
     results: list[Result] = []
+    started = time.monotonic()
+    for suite_type, scenarios in ((FaultSuite, single), (ClusterFaultSuite, on_cluster)):
+        if scenarios:  # each set on a stack of its own, started once for all its scenarios
+            await run_suite(
+                suite_type(Path(tempfile.mkdtemp(prefix="emporium-faults-")), **load), scenarios, results
+            )
+    print()
+    print(table(results))
+    if report:
+        report.write_text(json.dumps([r.__dict__ for r in results], indent=2, default=str))
+    violations = sum(r.violation_count for r in results)
+    harness = sum(len(r.harness_errors) for r in results)
+    planned, injected = sum(r.planned for r in results), sum(r.injected for r in results)
+    print(
+        f"\n{len(results)} scenarios (seed {seed}), {injected} of {planned} planned faults injected, "
+        f"{violations} violations, {harness} harness errors, {time.monotonic() - started:.0f}s in all"
+    )
+    return 1 if violations or harness or len(results) < len(single) + len(on_cluster) else 0
+
+
+async def run_suite(suite: FaultSuite, scenarios: list[Scenario], results: list[Result]) -> None:
     started = time.monotonic()
     try:
         await suite.start()
-        print(f"stack up in {time.monotonic() - started:.0f}s (work dir {work})", flush=True)
+        print(
+            f"stack of {suite.brokers} broker(s) x {suite.replicas} replica(s) up in "
+            f"{time.monotonic() - started:.0f}s (work dir {suite.work_dir})",
+            flush=True,
+        )
         for scenario in scenarios:
             result = await suite.run(scenario)
             results.append(result)
@@ -92,24 +124,18 @@ async def main(short: bool, only: str | None, seed: int, report: Path | None) ->
                 print(f"      timeline: {event}", flush=True)
     finally:
         await suite.stop()
-    print()
-    print(table(results))
-    if report:
-        report.write_text(json.dumps([r.__dict__ for r in results], indent=2, default=str))
-    violations = sum(r.violation_count for r in results)
-    harness = sum(len(r.harness_errors) for r in results)
-    planned, injected = sum(r.planned for r in results), sum(r.injected for r in results)
-    print(
-        f"\n{len(results)} scenarios (seed {seed}), {injected} of {planned} planned faults injected, "
-        f"{violations} violations, {harness} harness errors, {time.monotonic() - started:.0f}s in all"
-    )
-    return 1 if violations or harness or len(results) < len(scenarios) else 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--short", action="store_true", help="the short form run by make test")
     parser.add_argument("--only", help="run the scenarios whose name contains this")
+    parser.add_argument(
+        "--cluster",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the cluster scenarios (3 brokers x 2 replicas; never with --short)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--report", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -119,4 +145,4 @@ if __name__ == "__main__":
         raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: everything started is stopped
 
     signal.signal(signal.SIGTERM, interrupted)
-    sys.exit(asyncio.run(main(args.short, args.only, args.seed, args.report)))
+    sys.exit(asyncio.run(main(args.short, args.only, args.seed, args.report, args.cluster)))
