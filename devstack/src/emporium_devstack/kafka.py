@@ -385,7 +385,8 @@ class KafkaBroker:
             "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "INTERNAL" if self.internal_listener else "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+            + (",INTERNAL:PLAINTEXT" if self.internal_listener else ""),
             "log.dirs": str(self.log_dir),
             "num.partitions": "3",
             "auto.create.topics.enable": "true",
