@@ -81,6 +81,33 @@ def test_a_cluster_plans_its_nodes_ports_once_and_keeps_them(tmp_path):
     assert (first.replication_factor, first.min_insync_replicas) == (3, 2)
 
 
+def _properties(node) -> dict[str, str]:
+    node.internal_port = node.internal_port or 39_999
+    node.data_dir.mkdir(parents=True, exist_ok=True)
+    node._write_config()
+    text = (node.data_dir / "server.properties").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_brokers_behind_proxies_replicate_over_a_listener_the_proxies_do_not_stand_in_front_of(tmp_path):
+    fronts = {1: 41_001, 2: 41_002, 3: 41_003}
+    cluster = KafkaCluster(libs_dir=tmp_path, data_dir=tmp_path / "kafka", size=3, advertised_ports=fronts)
+
+    for node in cluster.nodes:
+        props = _properties(node)
+        assert props["inter.broker.listener.name"] == "INTERNAL"
+        internal = f"INTERNAL://127.0.0.1:{node.internal_port}"
+        assert internal in props["listeners"].split(",")
+        assert props["advertised.listeners"].split(",") == [
+            f"PLAINTEXT://127.0.0.1:{fronts[node.node_id]}",
+            internal,
+        ]
+    plain = KafkaCluster(libs_dir=tmp_path, data_dir=tmp_path / "plain", size=3)
+    props = _properties(plain.nodes[0])
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:{plain.nodes[0].port}"
+
+
 def test_prometheus_scrapes_every_replica_of_a_service_as_one_job(tmp_path):
     monitoring = Monitoring(
         root=repo_root(),

@@ -8,9 +8,11 @@ and the gateway reach them only through the proxies, so network faults hit real 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +29,8 @@ from emporium_devstack.ports import free_port
 from emporium_devstack.postgres import PostgresCluster
 from emporium_devstack.stack import GATEWAY, SERVICES, Stack
 from emporium_devstack.testing import cache_dir, repo_root
+from emporium_events.failpoints import ENV as FAILPOINTS
+from emporium_events.failpoints import FIRED
 from emporium_kit.runtime import TOPIC_PARTITIONS
 
 log = logging.getLogger("faults")
@@ -34,16 +38,36 @@ log = logging.getLogger("faults")
 SETTLE_SECONDS = 30.0
 CARDS = ["tok_visa"] * 6 + ["tok_chargeDeclined"]
 INVARIANTS = ("terminal", "money", "stock", "outbox_dlq", "duplicates")
+# How long one planned fault may take to happen (a failpoint to be reached, say) before the
+# scenario is a harness error. Seen on the shared 2-core machine under load (average 10-17):
+# a restart takes 5-25 s, 70 s at worst, and a crash at the 3rd hit came 37 s after the start.
+FAULT_BOUND = 120.0
+# A crash scenario's failpoint fires on a hit between 1 and this (the seed picks): when in the
+# traffic it strikes is timing; that it strikes is not left to chance.
+MAX_HIT = 3
+# The load adds a product with fresh stock this often (3 products' stock lasts ~3 s at 12/s).
+RESTOCK_SECONDS = 3.0
+# Orders per second while faults outlast the load (enough to reach a failpoint's 3rd hit).
+TRICKLE_RATE = 2.0
 
 
 @dataclass
 class Result:
+    """One scenario's outcome. ``planned`` faults are what the scenario set out to inject,
+    ``injected`` those the harness saw happen; a shortfall is a harness error (the scenario
+    proved nothing), never an invariant violation (the system did something wrong)."""
+
     scenario: str
+    brokers: int = 1
+    replicas: int = 1
     orders: int = 0
     not_accepted: int = 0
-    faults: int = 0
+    planned: int = 0
+    injected: int = 0
     duplicates: int = 0
     violations: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in INVARIANTS})
+    harness_errors: list[str] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)  # "+12.3s orders: crashed at ...": the faults' story
     seconds: float = 0.0
 
     @property
@@ -66,12 +90,24 @@ class FaultSuite:
         self.work_dir = work_dir
         self.load_seconds = load_seconds
         self.rate = rate
+        # The seed picks the workload, victims' order and timing (when, which hit); never
+        # whether a planned fault happens.
         self.random = random.Random(seed)
+        # The shape of the stack start() runs, reported with every result.
+        self.brokers = 1
+        self.replicas = 1
         self.poison_values: set[bytes] = set()
-        # duplicates each service counted in the current scenario: (pid, count when we started
-        # watching that process) per service, and what restarted processes had counted
-        self._duplicates_base: dict[str, tuple[int | None, float]] = {}
+        # Duplicates each service counted in the current scenario: per service the instance
+        # watched (pid), its count when watching began and the last count read from it; and
+        # what instances gone since (restarted or crashed) had counted.
+        self._duplicates_watch: dict[str, tuple[int, float, float]] = {}
         self._duplicates_banked: dict[str, float] = {}
+        self._timeline: list[str] = []
+        self._scenario_started = time.monotonic()
+
+    def note(self, event: str) -> None:
+        """Add to the current scenario's timeline (reported in the JSON, printed on an error)."""
+        self._timeline.append(f"+{time.monotonic() - self._scenario_started:.1f}s {event}")
 
     # ------------------------------------------------------------------ the system under test
 
@@ -161,67 +197,113 @@ class FaultSuite:
             await asyncio.sleep(0.25 * (attempt + 1))
         return None
 
-    async def duplicates_seen(self) -> dict[str, float]:
-        """Duplicates each running process has counted since it started (its /metrics)."""
-        seen = {}
-        for name in SERVICES:
-            try:
-                text = (await self.http.get(f"{self.stack.service_url(name)}/metrics", timeout=2)).text
-            except httpx.HTTPError:
-                seen[name] = 0.0
-                continue
-            seen[name] = sum(
-                float(m.group(2))
-                for m in re.finditer(rf"emporium_{name}_events_consumed_total{{([^}}]*)}} ([0-9.e+]+)", text)
-                if 'outcome="duplicate"' in m.group(1)
-            )
-        return seen
-
-    async def restart(self, name: str) -> int:
-        """Restart a service and wait for it to be ready; returns 1 if an armed failpoint made it
-        crash on the way (it is then disarmed and started again), else 0."""
-        process = self.stack.services[name]
-        await self._bank_duplicates(name)
+    async def _duplicates_of(self, name: str) -> float | None:
+        """Duplicates the running instance of ``name`` has counted since it started (/metrics)."""
         try:
-            await asyncio.to_thread(process.restart, wait=True, timeout=90)
-            crashed = 0
-        except RuntimeError:
-            if process.env.pop("EMPORIUM_FAILPOINTS", None) is None:
-                raise
-            await asyncio.to_thread(process.restart, wait=True, timeout=90)
-            crashed = 1
-        self._duplicates_base[name] = (process.pid, 0.0)  # the new instance counts from zero
-        return crashed
+            text = (await self.http.get(f"{self.stack.service_url(name)}/metrics", timeout=2)).text
+        except httpx.HTTPError:
+            return None
+        return sum(
+            float(m.group(2))
+            for m in re.finditer(rf"emporium_{name}_events_consumed_total{{([^}}]*)}} ([0-9.e+]+)", text)
+            if 'outcome="duplicate"' in m.group(1)
+        )
 
-    async def _bank_duplicates(self, name: str) -> None:
-        """Before a restart wipes a process's counters, keep what it counted in this scenario
-        (a duplicate consumed by a process restarted later still counts as observed)."""
-        pid, base = self._duplicates_base.get(name, (None, 0.0))
-        if self.stack.services[name].running and self.stack.services[name].pid == pid:
-            now = (await self.duplicates_seen())[name]
-            self._duplicates_banked[name] = self._duplicates_banked.get(name, 0.0) + max(0.0, now - base)
+    async def _sample_duplicates(self) -> None:
+        """Read every running service's duplicate count. A process's counters die with it, so
+        this runs every second during a scenario and before each restart; an instance replaced
+        since the last sample has its last count banked."""
+        for name in SERVICES:
+            process = self.stack.services[name]
+            pid = process.pid if process.running else None
+            value = await self._duplicates_of(name) if pid is not None else None
+            if pid is None or value is None or process.pid != pid:
+                continue  # nothing (or a stale answer) to learn from this instance now
+            watched, base, last = self._duplicates_watch.get(name, (pid, 0.0, 0.0))
+            if watched != pid:  # a new instance counts from zero
+                self._duplicates_banked[name] = self._duplicates_banked.get(name, 0.0) + max(0.0, last - base)
+                watched, base, last = pid, 0.0, 0.0
+            self._duplicates_watch[name] = (pid, base, max(last, value))
 
     async def _start_counting_duplicates(self) -> None:
-        seen = await self.duplicates_seen()
-        self._duplicates_base = {name: (self.stack.services[name].pid, seen[name]) for name in SERVICES}
-        self._duplicates_banked = {}
+        self._duplicates_watch, self._duplicates_banked = {}, {}
+        for name in SERVICES:
+            process = self.stack.services[name]
+            value = await self._duplicates_of(name)
+            if process.pid is not None and value is not None:
+                self._duplicates_watch[name] = (process.pid, value, value)
+
+    async def _watch_duplicates(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self._sample_duplicates()
 
     async def _duplicates_in_scenario(self) -> int:
-        seen = await self.duplicates_seen()
-        total = 0.0
-        for name in SERVICES:
-            pid, base = self._duplicates_base.get(name, (None, 0.0))
-            current = seen[name] - base if self.stack.services[name].pid == pid else seen[name]
-            total += self._duplicates_banked.get(name, 0.0) + max(0.0, current)
+        await self._sample_duplicates()
+        total = sum(self._duplicates_banked.values())
+        total += sum(max(0.0, last - base) for _, base, last in self._duplicates_watch.values())
         return int(total)
+
+    async def restart(self, name: str) -> None:
+        """Restart a process (with whatever env it has now) and wait until it is ready."""
+        if name in SERVICES:
+            await self._sample_duplicates()
+        await asyncio.to_thread(self.stack.services[name].restart, wait=True, timeout=90)
+
+    async def crash_once(self, name: str, point: str, hit: int, bound: float) -> str | None:
+        """Restart ``name`` armed to SIGKILL itself at the ``hit``-th pass of ``point`` and wait
+        (at most ``bound`` seconds) until it has. None if it did, else what went wrong. The
+        process is left dead: the next call re-arms it, ``disarm`` brings it back clean."""
+        process = self.stack.services[name]
+        spec = f"{point}@{hit}"
+        await self._sample_duplicates()
+        process.env[FAILPOINTS] = spec
+        await asyncio.to_thread(process.terminate)
+        await asyncio.to_thread(process.start)  # not waiting for ready: it may crash on the way
+        pid, deadline = process.pid, time.monotonic() + bound
+        self.note(f"{name}: started armed {spec} (pid {pid})")
+        while process.running:
+            if time.monotonic() > deadline:
+                return f"{name}: {spec} did not fire within {bound:.0f}s"
+            await asyncio.sleep(0.1)
+        self.note(f"{name}: died (code {process.returncode})")
+        with contextlib.suppress(RuntimeError):  # "exited": it did; this collects its last output
+            await asyncio.to_thread(process.check_alive)
+        if process.returncode != -signal.SIGKILL:
+            return f"{name} (armed {spec}) exited with code {process.returncode}:\n{process.tail(10)}"
+        if f"{FIRED} {spec} pid={pid}" not in process.tail(200):
+            return f"{name} (armed {spec}) was SIGKILLed, but not by its failpoint"
+        return None
+
+    async def disarm(self, name: str) -> None:
+        """Bring ``name`` back without failpoints (restarted if it was armed or is down)."""
+        process = self.stack.services[name]
+        if process.env.pop(FAILPOINTS, None) is not None or not process.running:
+            await self.restart(name)
+            self.note(f"{name}: ready, disarmed")
+
+    async def _restore(self) -> None:
+        """Whatever a scenario did (or failed to undo), the next one starts on a whole system."""
+        self.kafka_proxy.heal()
+        self.pg_proxy.heal()
+        if not self.postgres.running:
+            await asyncio.to_thread(self.postgres.start)
+        if not self.broker.running:
+            await asyncio.to_thread(self.broker.start)
+        for name, process in self.stack.services.items():
+            process.signal(signal.SIGCONT)
+            await self.disarm(name)
 
     # ------------------------------------------------------------------ one scenario
 
     async def run(self, scenario: Scenario) -> Result:
-        result = Result(scenario.name)
-        started = time.monotonic()
-        products = {}
-        for _ in range(3):
+        result = Result(scenario.name, brokers=self.brokers, replicas=self.replicas)
+        started = self._scenario_started = time.monotonic()
+        self._timeline = result.timeline
+        products: dict[str, int] = {}  # product id -> stock it started with
+
+        async def new_product() -> str | None:
+            """A product with fresh stock, or None (and why, in the log) if the system refused."""
             r = await self._call(
                 "POST",
                 "/api/v1/products",
@@ -234,14 +316,23 @@ class FaultSuite:
                     "category": "faults",
                 },
             )
-            assert r is not None and r.status_code == 201, r and r.text
-            pid = r.json()["id"]
+            if r is None or r.status_code != 201:
+                log.info("product not created: %s", r and r.text)
+                return None
+            pid: str = r.json()["id"]
             stock = self.random.randint(15, 30)
             r = await self._call(
                 "PUT", f"/api/v1/inventory/{pid}", headers=self.admin, json={"on_hand": stock}
             )
-            assert r is not None and r.status_code == 200, r and r.text
+            if r is None or r.status_code != 200:
+                log.info("stock of %s not set: %s", pid, r and r.text)
+                return None  # no order will name it, so its stock is nobody's business
             products[pid] = stock
+            return pid
+
+        for _ in range(3):
+            if await new_product() is None:
+                raise RuntimeError("the scenario's products could not be created (see the log)")
         customers = {}
         for _ in range(4):
             email = f"f-{uuid.uuid4().hex[:10]}@example.com"
@@ -261,7 +352,7 @@ class FaultSuite:
         async def one_order() -> None:
             customer = self.random.choice(list(customers))
             key = str(uuid.uuid4())
-            lines = self.random.sample(list(products), self.random.choice([1, 1, 2]))
+            lines = self.random.sample(list(products)[-3:], self.random.choice([1, 1, 2]))
             body = {
                 "items": [{"product_id": p, "quantity": self.random.randint(1, 3)} for p in lines],
                 "payment_token": self.random.choice(CARDS),
@@ -284,20 +375,47 @@ class FaultSuite:
                     headers=customers[customer] | {"Idempotency-Key": f"cancel-{key}"},
                 )
 
+        injecting = asyncio.Event()
+
         async def load() -> None:
-            tasks = []
-            deadline = time.monotonic() + self.load_seconds
-            while time.monotonic() < deadline:
+            # Orders keep coming until every planned fault is done, so no fault waits for
+            # traffic that has stopped (a failpoint is only reached by work): after the load,
+            # a trickle (at the full rate, a 100 s crash series left a backlog of 2,000 orders
+            # that did not settle in time). A new product with fresh stock every few seconds
+            # keeps the mix (confirmed, out of stock, declined); orders name the newest three.
+            tasks: list[asyncio.Task[object]] = []
+            now = time.monotonic()
+            deadline, restock = now + self.load_seconds, now + RESTOCK_SECONDS
+            while (loading := time.monotonic() < deadline) or injecting.is_set():
                 tasks.append(asyncio.create_task(one_order()))
-                await asyncio.sleep(1 / self.rate)
+                if time.monotonic() >= restock:
+                    tasks.append(asyncio.create_task(new_product()))
+                    restock += RESTOCK_SECONDS
+                await asyncio.sleep(1 / (self.rate if loading else TRICKLE_RATE))
             await asyncio.gather(*tasks)
 
+        injecting.set()
         load_task = asyncio.create_task(load())
-        await asyncio.sleep(self.random.uniform(0.5, max(0.6, self.load_seconds / 3)))
-        await scenario.inject(self, result)
+        watch_task = asyncio.create_task(self._watch_duplicates())
+        try:
+            await asyncio.sleep(self.random.uniform(0.5, max(0.6, self.load_seconds / 3)))
+            await scenario.inject(self, result)
+        except Exception as exc:  # the harness failed, not the system: say so, and go on
+            log.exception("scenario %r: injecting failed", scenario.name)
+            result.harness_errors.append(f"injecting failed: {exc!r}")
+        finally:
+            injecting.clear()
+            await self._restore()
+        if result.injected != result.planned or not result.planned:
+            result.harness_errors.append(f"injected {result.injected} of {result.planned} planned faults")
         await load_task
 
-        await self._check(result, scenario, products, customers, keys, dead_before)
+        try:
+            await self._check(result, scenario, products, customers, keys, dead_before)
+        finally:
+            watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch_task
         result.seconds = time.monotonic() - started
         return result
 
@@ -435,11 +553,14 @@ class FaultSuite:
 
         result.violations["outbox_dlq"] = await self._eventually(outbox_dlq)
 
-        # 5. duplicates delivered in the duplicate scenarios, and no duplicate effect anywhere
+        # 5. duplicates delivered in the duplicate scenarios, and no duplicate effect anywhere.
+        # Whether a duplicate was delivered is asked only once a duplicate-producing fault was
+        # injected: without one, its absence says nothing about the system (a harness error
+        # already says the fault is missing).
         result.duplicates += await self._duplicates_in_scenario()
         problems = []
-        if scenario.duplicates_expected and result.duplicates == 0:
-            problems.append("no duplicate delivery was observed")
+        if scenario.duplicates_expected and result.injected and result.duplicates == 0:
+            problems.append(f"no duplicate delivery was observed after {result.injected} faults")
         twice = await self.q(
             "notifications",
             "SELECT order_id::text, type, count(*) FROM notifications "
@@ -461,11 +582,28 @@ class FaultSuite:
 # ---------------------------------------------------------------------- fault injectors
 
 
+def _state(pid: int | None) -> str:
+    """A process's state letter from /proc (``T``: stopped), or "" if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 async def kill_and_restart(suite: FaultSuite, result: Result, names: list[str]) -> None:
+    """kill -9 each of ``names`` in turn (one fault each), restarting it after a pause."""
+    result.planned += len(names)
     for name in names:
         await asyncio.sleep(suite.random.uniform(0.2, 1.0))
-        suite.stack.services[name].kill()
-        result.faults += 1
+        process = suite.stack.services[name]
+        if not process.running:
+            result.harness_errors.append(f"{name} was not running when it was to be killed")
+            continue
+        await asyncio.to_thread(process.kill)
+        if process.returncode == -signal.SIGKILL:
+            result.injected += 1
+        else:
+            result.harness_errors.append(f"{name} ended with {process.returncode}, not by SIGKILL")
         await asyncio.sleep(suite.random.uniform(0.2, 1.5))
         await suite.restart(name)
 
@@ -474,85 +612,105 @@ async def crash_at(
     suite: FaultSuite,
     result: Result,
     point: str,
-    probability: float,
     names: list[str],
-    crashes: int = 3,
-    window: float = 8.0,
+    crashes: int = 2,
+    bound: float = FAULT_BOUND,
 ) -> None:
-    """Arm a failpoint (the process SIGKILLs itself there), restart whatever dies, count crashes.
-    A service that has crashed is restarted disarmed, so a crash loop cannot starve the test."""
-    crashed = 0
-
-    async def restart_disarmed(name: str) -> None:
-        nonlocal crashed
-        process = suite.stack.services[name]
-        process.env.pop("EMPORIUM_FAILPOINTS", None)
-        crashed += await suite.restart(name)
-
+    """Crash each of ``names`` ``crashes`` times at the failpoint ``point`` (the process SIGKILLs
+    itself there): restart it armed to fire on a hit the seed picks, wait until it died by it,
+    re-arm it for the next crash, and restart it disarmed after the last. One service at a
+    time, so the others keep its traffic coming (side by side, three crash-looping services
+    starved each other past 90 s on the shared machine). A crash that does not come within
+    ``bound`` seconds ends that service's series (the shortfall is a harness error)."""
+    result.planned += crashes * len(names)
     for name in names:
-        suite.stack.services[name].env["EMPORIUM_FAILPOINTS"] = f"{point}={probability}"
-        crashes_on_start = await suite.restart(name)
-        if crashes_on_start:
-            crashed += crashes_on_start
-            await restart_disarmed(name)
-    deadline = time.monotonic() + window
-    while time.monotonic() < deadline and crashed < crashes:
-        await asyncio.sleep(0.1)
-        for name in names:
-            if not suite.stack.services[name].running:
-                crashed += 1
-                await restart_disarmed(name)
-    for name in names:
-        process = suite.stack.services[name]
-        if "EMPORIUM_FAILPOINTS" in process.env or not process.running:
-            crashed += 0 if process.running else 1
-            await restart_disarmed(name)
-    result.faults += crashed
+        try:
+            for _ in range(crashes):
+                hit = suite.random.randint(1, MAX_HIT)
+                error = await suite.crash_once(name, point, hit, bound)
+                if error:
+                    result.harness_errors.append(error)
+                    break
+                result.injected += 1
+        finally:
+            await suite.disarm(name)
 
 
 async def kill_broker(suite: FaultSuite, result: Result) -> None:
-    await asyncio.to_thread(suite.broker.kill)
-    result.faults += 1
+    result.planned += 1
+    if suite.broker.running:
+        await asyncio.to_thread(suite.broker.kill)
+        result.injected += 0 if suite.broker.running else 1
+    else:
+        result.harness_errors.append("the broker was not running when it was to be killed")
     await asyncio.sleep(2)
     await asyncio.to_thread(suite.broker.start)
 
 
 async def postgres_immediate(suite: FaultSuite, result: Result) -> None:
-    await asyncio.to_thread(suite.postgres.kill)
-    result.faults += 1
+    result.planned += 1
+    if suite.postgres.running:
+        await asyncio.to_thread(suite.postgres.kill)
+        result.injected += 0 if suite.postgres.running else 1
+    else:
+        result.harness_errors.append("PostgreSQL was not running when it was to be shut down")
     await asyncio.sleep(2)
     await asyncio.to_thread(suite.postgres.start)
 
 
 async def pause(suite: FaultSuite, result: Result, names: list[str], low: float, high: float) -> None:
-    import signal
-
+    """SIGSTOP each of ``names`` in turn for low..high seconds (one fault each)."""
+    result.planned += len(names)
     for name in names:
         process = suite.stack.services[name]
         process.signal(signal.SIGSTOP)
-        result.faults += 1
+        for _ in range(20):  # signal delivery is asynchronous
+            if _state(process.pid) == "T":
+                result.injected += 1
+                break
+            await asyncio.sleep(0.05)
+        else:
+            result.harness_errors.append(f"{name} did not stop on SIGSTOP (state {_state(process.pid)!r})")
         await asyncio.sleep(suite.random.uniform(low, high))
         process.signal(signal.SIGCONT)
 
 
-async def proxy_fault(suite: FaultSuite, result: Result, which: str, kind: str, seconds: float = 4.0) -> None:
+async def proxy_fault(
+    suite: FaultSuite, result: Result, which: str, kind: str, seconds: float = 4.0, resets: int = 3
+) -> None:
+    """A fault window in the proxy in front of Kafka or PostgreSQL: ``resets`` resets of every
+    open connection (one fault each, if it found connections to reset), or ``seconds`` of
+    latency or blackhole (one fault, if traffic met it)."""
     proxy = suite.kafka_proxy if which == "kafka" else suite.pg_proxy
-    result.faults += 1
     if kind == "reset":
-        for _ in range(3):
-            proxy.reset_all()
-            await asyncio.sleep(seconds / 3)
+        result.planned += resets
+        for n in range(resets):
+            if proxy.reset_all():
+                result.injected += 1
+            else:
+                result.harness_errors.append(f"reset {n + 1}: no open {which} connection to reset")
+            await asyncio.sleep(seconds / resets)
         return
+    result.planned += 1
+    held_before = proxy.faulted
     if kind == "latency":
         proxy.add_latency(0.2)
     else:
         proxy.blackhole()
-    await asyncio.sleep(seconds)
-    proxy.heal()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        proxy.heal()
+    if proxy.faulted > held_before:
+        result.injected += 1
+    else:
+        result.harness_errors.append(f"{which} {kind}: no traffic passed the proxy in {seconds:.0f}s")
 
 
 async def rewind(suite: FaultSuite, result: Result, groups: dict[str, list[str]], by: int = 40) -> None:
-    """Duplicate delivery: stop the group's service, move its committed offsets back, restart."""
+    """Duplicate delivery: stop the group's service, move its committed offsets back, restart
+    (one fault per group, if it had committed offsets to move)."""
+    result.planned += len(groups)
     for name, topics in groups.items():
         await asyncio.to_thread(suite.stack.services[name].terminate)
         consumer = AIOKafkaConsumer(
@@ -571,11 +729,15 @@ async def rewind(suite: FaultSuite, result: Result, groups: dict[str, list[str]]
                 await consumer.commit(offsets)
         finally:
             await consumer.stop()
-        result.faults += 1
+        if offsets:
+            result.injected += 1
+        else:
+            result.harness_errors.append(f"{name}: no committed offset on {', '.join(topics)} to rewind")
         await suite.restart(name)
 
 
 async def plant_poison(suite: FaultSuite, result: Result, topics: list[str]) -> None:
+    result.planned += len(topics)
     producer = AIOKafkaProducer(bootstrap_servers=suite.stack.kafka_bootstrap)
     await producer.start()
     try:
@@ -583,6 +745,6 @@ async def plant_poison(suite: FaultSuite, result: Result, topics: list[str]) -> 
             value = f"poison {uuid.uuid4()} \x00 not an envelope".encode()
             suite.poison_values.add(value)
             await producer.send_and_wait(topic, key=b"poison", value=value)
-            result.faults += 1
+            result.injected += 1
     finally:
         await producer.stop()

@@ -25,6 +25,7 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._connections: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self.resets = 0
+        self.faulted = 0  # chunks delayed or held by a fault mode: proof a window met traffic
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, self.listen_port)
@@ -75,6 +76,8 @@ class FaultProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
+                if self.mode is not Mode.PASS:
+                    self.faulted += 1
                 while self.mode is Mode.BLACKHOLE:
                     await asyncio.sleep(0.05)
                 if self.mode is Mode.LATENCY and self.latency:

@@ -235,10 +235,18 @@ class KafkaBroker:
         node_id: int = 1,
         controller_port: int | None = None,
         quorum: Quorum | None = None,
+        internal_listener: bool = False,
     ) -> None:
         """``advertised_port``: the port clients are told to use (a fault proxy in front of the
-        broker, in the fault-injection suite); defaults to the broker's own port."""
+        broker, in the fault-injection suite); defaults to the broker's own port.
+
+        ``internal_listener``: brokers replicate over a listener of their own (``INTERNAL``, on
+        ``internal_port``, advertised as itself), so a proxy on the client port stands between
+        clients and this broker only, never between brokers. Every node of a cluster must agree
+        (``KafkaCluster`` sets it for all when it has ``advertised_ports``)."""
         self.advertised_port = advertised_port
+        self.internal_listener = internal_listener
+        self.internal_port: int | None = None
         self.libs_dir = Path(libs_dir).resolve()
         self.data_dir = Path(data_dir).resolve()
         self.log_path = Path(log_path).resolve() if log_path else self.data_dir / "kafka.log"
@@ -290,6 +298,10 @@ class KafkaBroker:
                 self.controller_port = free_port()
                 while self.controller_port == self.port:
                     self.controller_port = free_port()
+            if self.internal_listener and self.internal_port is None:
+                self.internal_port = free_port()
+                while self.internal_port in (self.port, self.controller_port):
+                    self.internal_port = free_port()
             self._write_config()
             if not (self.log_dir / "meta.properties").exists():
                 self._format(java)
@@ -303,12 +315,15 @@ class KafkaBroker:
                 new_text = self._log_since(log_start)
                 self._reap()
                 if "Address already in use" in new_text and self.quorum is not None:
+                    self.internal_port = None  # the cluster plans the others anew; this one too
+                    self._save_ports()
                     raise PortInUse(f"kafka node {self.node_id}: a port is taken") from None
                 if "Address already in use" in new_text and attempt < attempts:
                     # Ports are only free "a moment ago"; pick new ones (a fixed broker port stays).
                     if not self._fixed_port:
                         self.port = None
                     self.controller_port = None
+                    self.internal_port = None
                     continue
                 raise
 
@@ -341,10 +356,15 @@ class KafkaBroker:
             self.port = int(saved["port"])
         if self.controller_port is None:
             self.controller_port = int(saved["controller_port"])
+        if self.internal_listener and saved.get("internal_port"):
+            self.internal_port = int(saved["internal_port"])
 
     def _save_ports(self) -> None:
         path = self.data_dir / "ports.json"
-        path.write_text(json.dumps({"port": self.port, "controller_port": self.controller_port}))
+        ports = {"port": self.port, "controller_port": self.controller_port}
+        if self.internal_port is not None:
+            ports["internal_port"] = self.internal_port
+        path.write_text(json.dumps(ports))
 
     def _write_config(self) -> None:
         quorum = (
@@ -352,15 +372,21 @@ class KafkaBroker:
             if self.quorum is not None
             else {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"}
         )
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+        advertised = f"PLAINTEXT://127.0.0.1:{self.advertised_port or self.port}"
+        if self.internal_listener:
+            listeners += f",INTERNAL://127.0.0.1:{self.internal_port}"
+            advertised += f",INTERNAL://127.0.0.1:{self.internal_port}"
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             **quorum,
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.advertised_port or self.port}",
+            "listeners": listeners,
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "INTERNAL" if self.internal_listener else "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+            + (",INTERNAL:PLAINTEXT" if self.internal_listener else ""),
             "log.dirs": str(self.log_dir),
             "num.partitions": "3",
             "auto.create.topics.enable": "true",
@@ -493,7 +519,10 @@ class KafkaCluster:
         advertised_ports: Mapping[int, int] | None = None,
     ) -> None:
         """``advertised_ports``: node id -> the port clients are told to use for that node (a
-        fault proxy per broker); defaults to each node's own port."""
+        fault proxy per broker); defaults to each node's own port. With them, the brokers
+        replicate over an internal listener of their own (``KafkaBroker(internal_listener=)``):
+        a proxy cuts a broker off from its clients, not from the other brokers, and the KRaft
+        controllers talk directly on their controller ports in any case."""
         if size < 1:
             raise ValueError(f"a Kafka cluster needs at least one node, not {size}")
         self.libs_dir = Path(libs_dir).resolve()
@@ -656,6 +685,7 @@ class KafkaCluster:
                 advertised_port=self.advertised_ports.get(i),
                 node_id=i,
                 quorum=quorum,
+                internal_listener=bool(self.advertised_ports),
             )
             for i, (port, controller) in sorted(ports.items())
         ]
