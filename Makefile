@@ -39,8 +39,8 @@ contract: bootstrap
 e2e: bootstrap
 	@$(UV) pytest $(PYTEST_FLAGS) tests/e2e
 
-faults: bootstrap ## every fault scenario against the real stack; prints the invariant table
-	@$(UV) python tests/faults/run.py --report .cache/faults-report.json
+faults: bootstrap ## every fault scenario (one broker, then the 3x2 cluster); FAULTS_FLAGS="--seed 23 --only crash --no-cluster"
+	@$(UV) python tests/faults/run.py --report .cache/faults-report.json $(FAULTS_FLAGS)
 
 bench: bootstrap ## open-loop benchmark + references; writes bench/results/{report.md,results.json,*.png}
 	@$(UV) python bench/run.py $(BENCH_FLAGS)
