@@ -17,7 +17,7 @@ def main(
     service: str,
     settings_factory: Callable[[], ServiceSettings],
     app_factory: str,
-    migrations_dir: Path,
+    migrations_dir: Path | None = None,
     argv: list[str] | None = None,
 ) -> None:
     parser = argparse.ArgumentParser(prog=service)
@@ -25,7 +25,8 @@ def main(
     args = parser.parse_args(argv)
     settings = settings_factory()
     if args.command == "migrate":
-        migrations.upgrade(settings.database_url, migrations_dir)
+        # By default the ``migrations/`` folder installed inside the service's own package.
+        migrations.upgrade(settings.database_url, migrations_dir or migrations.folder(service))
         return
     logs.configure(service, level=settings.log_level)
     uvicorn.run(

@@ -1,5 +1,4 @@
 from catalog.config import CatalogSettings
-from emporium_kit import migrations
 from emporium_kit.cli import main as run
 
 
@@ -8,7 +7,6 @@ def main() -> None:
         service="catalog",
         settings_factory=CatalogSettings,
         app_factory="catalog.bootstrap:build_app",
-        migrations_dir=migrations.folder("catalog"),
     )
 
 

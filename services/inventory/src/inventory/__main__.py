@@ -1,4 +1,3 @@
-from emporium_kit import migrations
 from emporium_kit.cli import main as run
 from inventory.config import InventorySettings
 
@@ -8,7 +7,6 @@ def main() -> None:
         service="inventory",
         settings_factory=InventorySettings,
         app_factory="inventory.bootstrap:build_app",
-        migrations_dir=migrations.folder("inventory"),
     )
 
 

@@ -1,4 +1,3 @@
-from emporium_kit import migrations
 from emporium_kit.cli import main as run
 from notifications.config import NotificationsSettings
 
@@ -8,7 +7,6 @@ def main() -> None:
         service="notifications",
         settings_factory=NotificationsSettings,
         app_factory="notifications.bootstrap:build_app",
-        migrations_dir=migrations.folder("notifications"),
     )
 
 

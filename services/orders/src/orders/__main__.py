@@ -1,4 +1,3 @@
-from emporium_kit import migrations
 from emporium_kit.cli import main as run
 from orders.config import OrdersSettings
 
@@ -8,7 +7,6 @@ def main() -> None:
         service="orders",
         settings_factory=OrdersSettings,
         app_factory="orders.bootstrap:build_app",
-        migrations_dir=migrations.folder("orders"),
     )
 
 

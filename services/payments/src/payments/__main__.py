@@ -1,4 +1,3 @@
-from emporium_kit import migrations
 from emporium_kit.cli import main as run
 from payments.config import PaymentsSettings
 
@@ -8,7 +7,6 @@ def main() -> None:
         service="payments",
         settings_factory=PaymentsSettings,
         app_factory="payments.bootstrap:build_app",
-        migrations_dir=migrations.folder("payments"),
     )
 
 
