@@ -26,7 +26,6 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from harness import FaultSuite, Result, Scenario
@@ -34,9 +33,8 @@ from proxy import FaultProxy
 
 from emporium_devstack.kafka import KafkaBroker, KafkaCluster, ensure_kafka_libs
 from emporium_devstack.ports import free_port
-from emporium_devstack.postgres import PostgresCluster
-from emporium_devstack.stack import GATEWAY, SERVICES, ServiceProcess, Stack
-from emporium_devstack.testing import cache_dir, repo_root
+from emporium_devstack.stack import SERVICES, ServiceProcess
+from emporium_devstack.testing import cache_dir
 from emporium_events import topics
 from emporium_events.failpoints import ENV as FAILPOINTS
 
@@ -80,35 +78,11 @@ class ClusterFaultSuite(FaultSuite):
         }
         for kafka_proxy in self.kafka_proxies.values():
             await kafka_proxy.start()
-        pg_front = free_port()
-        self.postgres = PostgresCluster(data_dir=self.work_dir / "pg" / "data")
-        await asyncio.to_thread(self.postgres.init)
-        await asyncio.to_thread(self.postgres.start)  # durable settings, as in the single-node suite
-        self.pg_proxy = FaultProxy(listen_port=pg_front, target_port=self.postgres.port)
-        await self.pg_proxy.start()
-        urls, self.direct_urls = {}, {}
-        for name in (*SERVICES, GATEWAY):
-            password = f"faults-{name}"
-            await asyncio.to_thread(self.postgres.ensure_database, name, name, password)
-            self.direct_urls[name] = self.postgres.url(name, name, password)
-            urls[name] = self.direct_urls[name].replace(f":{self.postgres.port}/", f":{pg_front}/")
-        self.stack = Stack(
-            root=repo_root(),
-            cache_dir=cache_dir(),
-            work_dir=self.work_dir / "stack",
-            free_ports=True,
-            echo=False,
-            log_level="WARNING",
+        await self.start_postgres_and_stack(
             kafka_bootstrap=",".join(f"127.0.0.1:{port}" for port in fronts.values()),
-            database_urls=urls,
+            timeout=240,
             replicas=REPLICAS,
         )
-        await asyncio.to_thread(self.stack.start, 240)
-        self.engines = {
-            name: sa.create_engine(url, pool_pre_ping=True) for name, url in self.direct_urls.items()
-        }
-        self.http = httpx.AsyncClient(base_url=self.stack.gateway_url, timeout=10)
-        self.admin = await self._login(self.stack.admin_email, self.stack.admin_password)
 
     async def stop(self) -> None:
         await super().stop()  # the stack first, then what it used

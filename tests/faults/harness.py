@@ -113,19 +113,27 @@ class FaultSuite:
 
     async def start(self) -> None:
         libs = await asyncio.to_thread(ensure_kafka_libs, cache_dir())
-        kafka_front, pg_front = free_port(), free_port()
+        kafka_front = free_port()
         self.broker = KafkaBroker(
             libs_dir=libs, data_dir=self.work_dir / "kafka", advertised_port=kafka_front
         )
         await asyncio.to_thread(self.broker.start)
+        self.kafka_proxy = FaultProxy(listen_port=kafka_front, target_port=self.broker.port)
+        await self.kafka_proxy.start()
+        await self.start_postgres_and_stack(kafka_bootstrap=f"127.0.0.1:{kafka_front}", timeout=180)
+
+    async def start_postgres_and_stack(
+        self, *, kafka_bootstrap: str, timeout: float, replicas: int = 1
+    ) -> None:
+        """PostgreSQL behind its fault proxy, a database per process, then the stack on them and
+        on `kafka_bootstrap` (already behind its proxies), and the harness's own clients."""
+        pg_front = free_port()
         self.postgres = PostgresCluster(data_dir=self.work_dir / "pg" / "data")
         await asyncio.to_thread(self.postgres.init)
         # Durable settings (fsync, synchronous_commit on), as in production: with the tests' "fast"
         # settings a crash loses commits PostgreSQL already acknowledged, and no design survives that.
         await asyncio.to_thread(self.postgres.start)
-        self.kafka_proxy = FaultProxy(listen_port=kafka_front, target_port=self.broker.port)
         self.pg_proxy = FaultProxy(listen_port=pg_front, target_port=self.postgres.port)
-        await self.kafka_proxy.start()
         await self.pg_proxy.start()
         urls, self.direct_urls = {}, {}
         for name in (*SERVICES, GATEWAY):
@@ -140,10 +148,11 @@ class FaultSuite:
             free_ports=True,
             echo=False,
             log_level="WARNING",
-            kafka_bootstrap=f"127.0.0.1:{kafka_front}",
+            kafka_bootstrap=kafka_bootstrap,
             database_urls=urls,
+            replicas=replicas,
         )
-        await asyncio.to_thread(self.stack.start, 180)
+        await asyncio.to_thread(self.stack.start, timeout)
         self.engines = {
             name: sa.create_engine(url, pool_pre_ping=True) for name, url in self.direct_urls.items()
         }
