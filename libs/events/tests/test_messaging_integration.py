@@ -20,7 +20,10 @@ from emporium_events.contracts import PaymentFailed
 from emporium_events.envelope import Envelope
 from emporium_events.kafka import EventConsumer, make_producer
 from emporium_events.metrics import MessagingMetrics
-from emporium_events.outbox import OutboxRelay, UnitOfWork, backlog, dead_letters, messaging_metadata, outbox
+from emporium_events.outbox import backlog
+from emporium_events.relay import OutboxRelay
+from emporium_events.tables import dead_letters, messaging_metadata, outbox
+from emporium_events.unit_of_work import UnitOfWork
 from emporium_kit.db import make_session_factory
 from emporium_kit.runtime import ensure_topics
 
@@ -116,7 +119,7 @@ async def harness(databases, kafka_bootstrap) -> AsyncIterator[Harness]:
 
 async def _publish(h: Harness, order_id: UUID, *, commit: bool = True) -> Envelope:
     async with h.uow() as uow:
-        envelope = await uow.publish(
+        envelope = uow.publish(
             PaymentFailed(order_id=order_id, reason="PAYMENT_DECLINED"), aggregate_id=order_id
         )
         if commit:
@@ -285,9 +288,7 @@ async def _published_backlog(harness: Harness, order_ids: list[UUID]) -> None:
     """Put events in Kafka before any consumer runs, so the first poll returns them together."""
     async with harness.uow() as uow:
         for order_id in order_ids:
-            await uow.publish(
-                PaymentFailed(order_id=order_id, reason="PAYMENT_DECLINED"), aggregate_id=order_id
-            )
+            uow.publish(PaymentFailed(order_id=order_id, reason="PAYMENT_DECLINED"), aggregate_id=order_id)
         await uow.commit()
     assert await eventually(lambda: _backlog_empty(harness))
 

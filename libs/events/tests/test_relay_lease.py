@@ -22,8 +22,9 @@ from emporium_events.contracts import PaymentFailed
 from emporium_events.envelope import Envelope
 from emporium_events.kafka import make_producer
 from emporium_events.metrics import MessagingMetrics
-from emporium_events.outbox import UnitOfWork, messaging_metadata
 from emporium_events.relay import LEASE_KEY, OutboxRelay
+from emporium_events.tables import messaging_metadata
+from emporium_events.unit_of_work import UnitOfWork
 from emporium_kit.db import make_session_factory
 from emporium_kit.runtime import TOPIC_PARTITIONS, ensure_topics
 
@@ -147,7 +148,7 @@ class Outbox:
                 )
             ).scalar_one() + 1
             await uow.session.execute(sa.update(counters).where(counters.c.id == aggregate).values(n=n))
-            await uow.publish(PaymentFailed(order_id=aggregate, reason=str(n)), aggregate_id=aggregate)
+            uow.publish(PaymentFailed(order_id=aggregate, reason=str(n)), aggregate_id=aggregate)
             await uow.commit()
 
     async def holder_pid(self) -> int | None:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from emporium_events.contracts import OrderLine, OrderPlaced
 from emporium_events.envelope import Envelope
-from emporium_events.outbox import outbox
+from emporium_events.tables import outbox
 from emporium_kit.db import make_session_factory
 from emporium_kit.migrations import folder, upgrade
 from inventory.service_layer import handlers

@@ -23,8 +23,9 @@ from emporium_events.contracts import Event
 from emporium_events.envelope import Envelope, UndecodableMessage, decode
 from emporium_events.failpoints import crash_point
 from emporium_events.metrics import MessagingMetrics
-from emporium_events.outbox import UnitOfWork, dead_letters
+from emporium_events.tables import dead_letters
 from emporium_events.topics import dlq, topic_for
+from emporium_events.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 

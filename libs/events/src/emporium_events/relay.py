@@ -86,7 +86,8 @@ from sqlalchemy.pool import NullPool
 from emporium_events import tracing
 from emporium_events.failpoints import crash_point
 from emporium_events.metrics import MessagingMetrics
-from emporium_events.outbox import BACKLOG_AND_DEAD_LETTERS, age_seconds, outbox
+from emporium_events.outbox import BACKLOG_AND_DEAD_LETTERS, age_seconds
+from emporium_events.tables import outbox
 
 log = logging.getLogger(__name__)
 

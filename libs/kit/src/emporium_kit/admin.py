@@ -12,7 +12,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from emporium_events.kafka import replay
-from emporium_events.outbox import backlog, dead_letters
+from emporium_events.outbox import backlog
+from emporium_events.tables import dead_letters
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

@@ -22,8 +22,8 @@ from fastapi import APIRouter, FastAPI
 from emporium_events import topics
 from emporium_events.kafka import EventConsumer, Handler, make_producer
 from emporium_events.metrics import MessagingMetrics
-from emporium_events.outbox import UnitOfWork
 from emporium_events.relay import OutboxRelay
+from emporium_events.unit_of_work import UnitOfWork
 from emporium_kit import admin, observability, problems
 from emporium_kit.db import make_engine, make_session_factory
 from emporium_kit.settings import ServiceSettings

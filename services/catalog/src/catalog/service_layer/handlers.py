@@ -25,7 +25,7 @@ async def create_product(cmd: CreateProduct, uow: CatalogUnitOfWork) -> Product:
     )
     if not await uow.products.add(product):
         raise DuplicateSku(cmd.sku)
-    await uow.publish(
+    uow.publish(
         ProductCreated(
             product_id=product.id,
             sku=product.sku,
@@ -55,7 +55,7 @@ async def update_product(cmd: UpdateProduct, uow: CatalogUnitOfWork) -> Product:
     if not changed:
         return product  # nothing to write and nothing to announce
     await uow.products.save(product)
-    await uow.publish(
+    uow.publish(
         ProductUpdated(
             product_id=product.id,
             sku=product.sku,

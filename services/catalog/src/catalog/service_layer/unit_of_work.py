@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Self
 
 from catalog.adapters.repository import ProductRepository
-from emporium_events.outbox import UnitOfWork
+from emporium_events.unit_of_work import UnitOfWork
 
 
 class CatalogUnitOfWork(UnitOfWork):

@@ -66,7 +66,7 @@ async def reserve_stock(
                 order_id=event.order_id, status=ReservationStatus.FAILED, lines=wanted, reason=OUT_OF_STOCK
             )
         )
-        await uow.publish(
+        uow.publish(
             StockReservationFailed(
                 order_id=event.order_id, reason=OUT_OF_STOCK, product_ids=(exc.product_id,)
             ),
@@ -82,7 +82,7 @@ async def reserve_stock(
             expires_at=datetime.now(UTC) + ttl,
         )
     )
-    await uow.publish(
+    uow.publish(
         StockReserved(order_id=event.order_id, lines=_stock_lines(wanted)), aggregate_id=event.order_id
     )
 
@@ -150,7 +150,7 @@ async def release_reservation(event: OrderCancelled, _: Envelope, uow: Inventory
         else ReservationStatus.RETURNED
     )
     await uow.reservations.save(reservation)
-    await uow.publish(
+    uow.publish(
         StockReleased(order_id=event.order_id, lines=_stock_lines(reservation.lines)),
         aggregate_id=event.order_id,
     )
@@ -169,7 +169,7 @@ async def expire_reservations(uow: InventoryUnitOfWork, *, limit: int = 100) -> 
         await uow.stock.save(items.values())
         reservation.status, reservation.reason = ReservationStatus.EXPIRED, "EXPIRED"
         await uow.reservations.save(reservation)
-        await uow.publish(
+        uow.publish(
             StockReleased(order_id=order_id, lines=_stock_lines(reservation.lines)), aggregate_id=order_id
         )
         expired += 1

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from emporium_events.outbox import UnitOfWork
+from emporium_events.unit_of_work import UnitOfWork
 from notifications.adapters.repository import NotificationRepository
 
 

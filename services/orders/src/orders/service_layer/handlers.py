@@ -123,7 +123,7 @@ async def place_order(
         idempotency_key=cmd.idempotency.key if cmd.idempotency else None,
     )
     await uow.orders.add(order)
-    await uow.publish(
+    uow.publish(
         OrderPlaced(
             order_id=order.id,
             customer_id=order.customer_id,
@@ -203,7 +203,7 @@ async def on_payment_captured(event: PaymentCaptured, _: Envelope, uow: OrdersUn
     if outcome is Outcome.CANCELLED:
         await _publish_cancelled(order, uow)
         return
-    await uow.publish(
+    uow.publish(
         OrderConfirmed(
             order_id=order.id,
             customer_id=order.customer_id,
@@ -233,7 +233,7 @@ async def _cancel(order_id: UUID, reason: CancelReason, uow: OrdersUnitOfWork) -
 
 async def _publish_cancelled(order: Order, uow: OrdersUnitOfWork) -> None:
     assert order.cancel_reason is not None
-    await uow.publish(
+    uow.publish(
         OrderCancelled(
             order_id=order.id,
             customer_id=order.customer_id,

@@ -73,7 +73,7 @@ async def refund_or_void(event: OrderCancelled, uow: PaymentsUnitOfWork, provide
         if not result.approved:
             raise RefundDeclined(f"refund of order {payment.order_id} declined: {result.decline_code}")
         payment.refunded(result.operation_id)
-        await uow.publish(
+        uow.publish(
             PaymentRefunded(
                 order_id=payment.order_id,
                 payment_id=payment.payment_id,
@@ -96,7 +96,7 @@ async def _charge_if_ready(payment: Payment, uow: PaymentsUnitOfWork, provider: 
         )
         if result.approved:
             payment.captured(result.operation_id)
-            await uow.publish(
+            uow.publish(
                 PaymentCaptured(
                     order_id=payment.order_id,
                     payment_id=payment.payment_id,
@@ -107,7 +107,7 @@ async def _charge_if_ready(payment: Payment, uow: PaymentsUnitOfWork, provider: 
             )
         else:
             payment.failed(f"{PAYMENT_DECLINED}:{result.decline_code}")
-            await uow.publish(
+            uow.publish(
                 PaymentFailed(order_id=payment.order_id, reason=PAYMENT_DECLINED),
                 aggregate_id=payment.order_id,
             )

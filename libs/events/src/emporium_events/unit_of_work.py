@@ -1,0 +1,95 @@
+"""The unit of work: one database transaction holding the aggregate change, the inbox claim and
+the outbox rows, so that a state change and the events it emits commit together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from emporium_events import inbox, outbox
+from emporium_events.contracts import Event
+from emporium_events.envelope import Envelope
+from emporium_events.failpoints import crash_point
+
+
+class UnitOfWork:
+    """One database transaction: the aggregate change, the inbox claim and the outbox rows.
+
+    Only the unit of work commits. Events published in it are kept until the commit and written
+    to the outbox with one statement just before it. After each commit it calls
+    ``on_commit(events_written)``. Services subclass it to add their repositories (built from
+    ``self.session``).
+    """
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        *,
+        producer_name: str,
+        on_commit: Callable[[int], None] = lambda published: None,
+    ) -> None:
+        self._session_factory = session_factory
+        self.producer_name = producer_name
+        self._on_commit = on_commit
+        self.causation: Envelope | None = None
+        self._rows: list[dict[str, Any]] = []
+        self._written = 0
+
+    async def __aenter__(self) -> Self:
+        self.session = self._session_factory()
+        await self.session.begin()
+        self._rows = []
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # Anything not committed explicitly is rolled back; the connection goes back either way.
+        self._rows = []
+        try:
+            await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    async def flush(self) -> None:
+        """Write the events published so far to the outbox (commit does it too)."""
+        rows, self._rows = self._rows, []
+        await outbox.append(self.session, rows)
+        self._written += len(rows)
+
+    async def commit(self) -> None:
+        """Write the outbox rows, commit, then tell the service how many events it wrote (to
+        wake the outbox relay)."""
+        self._written = 0
+        await self.flush()
+        await self.session.commit()
+        crash_point("uow.after_commit")
+        self._on_commit(self._written)
+
+    async def rollback(self) -> None:
+        self._rows = []
+        await self.session.rollback()
+
+    async def claim(self, *, consumer: str, envelope: Envelope) -> bool:
+        """Record the event as seen by ``consumer``; False when it was seen before (a duplicate)."""
+        return bool(await inbox.claim(self.session, consumer=consumer, envelopes=[envelope]))
+
+    async def claim_many(self, *, consumer: str, envelopes: Sequence[Envelope]) -> set[UUID]:
+        """``claim`` for many events with one statement; returns the ids seen for the first time."""
+        return await inbox.claim(self.session, consumer=consumer, envelopes=envelopes)
+
+    def publish(
+        self, event: Event, *, aggregate_id: UUID | str, correlation_id: str | None = None
+    ) -> Envelope:
+        """Add ``event`` to this transaction's outbox rows; saga correlation follows the cause."""
+        cause = self.causation
+        envelope = Envelope.wrap(
+            event,
+            producer=self.producer_name,
+            aggregate_id=str(aggregate_id),
+            correlation_id=correlation_id or (cause.correlation_id if cause else None) or str(aggregate_id),
+            causation_id=str(cause.event_id) if cause else None,
+        )
+        self._rows.append(outbox.row(envelope))
+        return envelope
