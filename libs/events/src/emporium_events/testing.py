@@ -40,7 +40,9 @@ class FakeUnitOfWork:
     async def claim_many(self, *, consumer: str, envelopes: list[Envelope]) -> set[UUID]:
         return {e.event_id for e in envelopes if await self.claim(consumer=consumer, envelope=e)}
 
-    def publish(self, event: Event, *, aggregate_id: UUID | str, correlation_id: str | None = None) -> Envelope:
+    def publish(
+        self, event: Event, *, aggregate_id: UUID | str, correlation_id: str | None = None
+    ) -> Envelope:
         self.published.append(event)
         return Envelope.wrap(event, producer="test", aggregate_id=str(aggregate_id))
 
