@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from emporium_events import topics
+from emporium_events.bus import MessageBus, one_by_one
 from emporium_events.contracts import PaymentFailed
 from emporium_events.envelope import Envelope
 from emporium_events.kafka import EventConsumer, make_producer
@@ -63,8 +64,7 @@ class Harness:
             name=group or f"test-{uuid4().hex[:8]}",
             bootstrap=self.bootstrap,
             topics=[topics.PAYMENTS],
-            handlers={PaymentFailed.event_type: handler},
-            uow_factory=self.uow,
+            bus=MessageBus(self.uow, events={PaymentFailed.event_type: one_by_one(handler)}),
             producer=self.producer,
             metrics=self.metrics,
             max_attempts=max_attempts,

@@ -1,6 +1,7 @@
 from prometheus_client import CollectorRegistry
 
 from emporium_events import topics
+from emporium_events.bus import MessageBus, one_by_one
 from emporium_events.kafka import EventConsumer
 from emporium_events.metrics import MessagingMetrics
 
@@ -13,8 +14,7 @@ def test_a_consumer_exposes_dead_letters_total_at_zero_for_each_of_its_topics_fr
         name="c",
         bootstrap="unused:9092",
         topics=[topics.ORDERS, topics.PAYMENTS],
-        handlers={},
-        uow_factory=lambda: None,
+        bus=MessageBus(lambda: None),
         producer=None,
         metrics=MessagingMetrics.for_service("zerotest", registry),
     )
@@ -48,8 +48,10 @@ def test_a_consumer_counts_each_event_type_it_handles_from_zero_on_that_events_t
         name="payments",
         bootstrap="unused:9092",
         topics=[topics.ORDERS, topics.INVENTORY],
-        handlers={"orders.OrderPlaced": handle, "inventory.StockReserved": handle},
-        uow_factory=lambda: None,
+        bus=MessageBus(
+            lambda: None,
+            events={"orders.OrderPlaced": one_by_one(handle), "inventory.StockReserved": one_by_one(handle)},
+        ),
         producer=None,
         metrics=MessagingMetrics.for_service("zerotest2", registry),
     )

@@ -27,11 +27,12 @@ class FakeReservations:
     def __init__(self) -> None:
         self.rows: dict[UUID, Reservation] = {}
 
-    async def get_for_update(self, *, order_id: UUID) -> Reservation | None:
-        return deepcopy(self.rows.get(order_id))
+    async def get_many_for_update(self, *, order_ids: Iterable[UUID]) -> dict[UUID, Reservation]:
+        return {o: deepcopy(self.rows[o]) for o in order_ids if o in self.rows}
 
-    async def save(self, reservation: Reservation) -> None:
-        self.rows[reservation.order_id] = deepcopy(reservation)
+    async def save_many(self, reservations: Iterable[Reservation]) -> None:
+        for reservation in reservations:
+            self.rows[reservation.order_id] = deepcopy(reservation)
 
     async def expired_ids(self, *, now, limit: int) -> list[UUID]:
         return [

@@ -1,18 +1,20 @@
 """The no-oversell rule under real concurrency: many transactions racing on one PostgreSQL."""
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from emporium_events.bus import Delivery, MessageBus
 from emporium_events.contracts import OrderLine, OrderPlaced
 from emporium_events.envelope import Envelope
 from emporium_events.tables import outbox
 from emporium_kit.db import make_session_factory
 from emporium_kit.migrations import folder, upgrade
+from inventory.domain.commands import SetStockLevel
 from inventory.service_layer import handlers
 from inventory.service_layer.unit_of_work import InventoryUnitOfWork
 
@@ -40,16 +42,25 @@ def placed(*lines):
     )
 
 
+def bus_for(sessions):
+    return MessageBus(
+        lambda: InventoryUnitOfWork(sessions, producer_name="inventory"),
+        commands=handlers.COMMANDS,
+        events=handlers.events_for(reservation_ttl=timedelta(seconds=60)),
+    )
+
+
+def delivery(event):
+    return Delivery(event, Envelope.wrap(event, producer="orders", aggregate_id=str(event.order_id)))
+
+
 async def reserve(sessions, event):
-    async with InventoryUnitOfWork(sessions, producer_name="inventory") as uow:
-        await handlers.reserve_stock(event, Envelope.wrap(event, producer="orders", aggregate_id="x"), uow)
-        await uow.commit()
+    await bus_for(sessions).handle_events("inventory", [delivery(event)])
 
 
 async def test_twenty_concurrent_orders_for_five_units_reserve_exactly_five(sessions):
     product = uuid4()
-    async with InventoryUnitOfWork(sessions, producer_name="inventory") as uow:
-        await handlers.set_stock_level(product, 5, uow)
+    await bus_for(sessions).handle(SetStockLevel(product, 5))
     await asyncio.gather(*(reserve(sessions, placed((product, 1))) for _ in range(20)))
     async with sessions() as s:
         on_hand, reserved = (await s.execute(sa.text("SELECT on_hand, reserved FROM stock"))).one()
@@ -64,10 +75,8 @@ async def test_twenty_concurrent_orders_for_five_units_reserve_exactly_five(sess
 
 async def test_orders_locking_two_products_in_opposite_order_neither_deadlock_nor_oversell(sessions):
     a, b = uuid4(), uuid4()
-    async with InventoryUnitOfWork(sessions, producer_name="inventory") as uow:
-        await handlers.set_stock_level(a, 6, uow)
-    async with InventoryUnitOfWork(sessions, producer_name="inventory") as uow:
-        await handlers.set_stock_level(b, 6, uow)
+    await bus_for(sessions).handle(SetStockLevel(a, 6))
+    await bus_for(sessions).handle(SetStockLevel(b, 6))
     events = [placed((a, 1), (b, 1)) if n % 2 else placed((b, 1), (a, 1)) for n in range(10)]
     await asyncio.wait_for(asyncio.gather(*(reserve(sessions, e) for e in events)), timeout=30)
     async with sessions() as s:
@@ -77,8 +86,55 @@ async def test_orders_locking_two_products_in_opposite_order_neither_deadlock_no
 
 async def test_the_database_itself_refuses_a_reservation_beyond_on_hand(sessions):
     product = uuid4()
-    async with InventoryUnitOfWork(sessions, producer_name="inventory") as uow:
-        await handlers.set_stock_level(product, 1, uow)
+    await bus_for(sessions).handle(SetStockLevel(product, 1))
     async with sessions() as s:
         with pytest.raises(sa.exc.IntegrityError):
             await s.execute(sa.text("UPDATE stock SET reserved = 2 WHERE product_id = :p"), {"p": product})
+
+
+async def test_a_batch_of_orders_is_reserved_in_arrival_order_with_one_statement_per_table(sessions):
+    product = uuid4()
+    await bus_for(sessions).handle(SetStockLevel(product, 2))
+    first, second, third = placed((product, 1)), placed((product, 1)), placed((product, 1))
+    outcomes = await bus_for(sessions).handle_events(
+        "inventory", [delivery(e) for e in (first, second, third)]
+    )
+    assert outcomes == ["handled"] * 3
+    async with sessions() as s:
+        statuses = dict((await s.execute(sa.text("SELECT order_id, status FROM reservations"))).all())
+        stock = (await s.execute(sa.text("SELECT on_hand, reserved FROM stock"))).one()
+        replies = (await s.execute(sa.select(outbox.c.event_type).order_by(outbox.c.id))).scalars().all()
+    assert statuses == {first.order_id: "RESERVED", second.order_id: "RESERVED", third.order_id: "FAILED"}
+    assert tuple(stock) == (2, 2)
+    assert replies == [
+        "inventory.StockReserved",
+        "inventory.StockReserved",
+        "inventory.StockReservationFailed",
+    ]
+
+
+async def test_an_order_placed_and_cancelled_in_one_batch_ends_released_and_a_replay_changes_nothing(
+    sessions,
+):
+    from emporium_events.contracts import OrderCancelled, StockLine
+
+    product = uuid4()
+    await bus_for(sessions).handle(SetStockLevel(product, 3))
+    order = placed((product, 2))
+    cancelled = OrderCancelled(
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        lines=(StockLine(product_id=product, quantity=2),),
+        reason="PAYMENT_DECLINED",
+        total_cents=0,
+        currency="USD",
+    )
+    batch = [delivery(order), delivery(cancelled)]
+    assert await bus_for(sessions).handle_events("inventory", batch) == ["handled", "handled"]
+    assert await bus_for(sessions).handle_events("inventory", batch) == ["duplicate", "duplicate"]
+    async with sessions() as s:
+        status = (await s.execute(sa.text("SELECT status FROM reservations"))).scalar_one()
+        stock = (await s.execute(sa.text("SELECT on_hand, reserved FROM stock"))).one()
+        replies = (await s.execute(sa.select(outbox.c.event_type).order_by(outbox.c.id))).scalars().all()
+    assert status == "RELEASED" and tuple(stock) == (3, 0)
+    assert replies == ["inventory.StockReserved", "inventory.StockReleased"]

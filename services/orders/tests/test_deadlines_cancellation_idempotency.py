@@ -8,7 +8,7 @@ from orders_fakes import FakeOrdersUoW, FakePriceList
 from emporium_events.contracts import PaymentCaptured, StockReserved
 from emporium_events.envelope import Envelope
 from orders.adapters.catalog import PricedProduct
-from orders.domain.commands import CancelOrder, IdempotencyKey, PlaceOrder, RequestedLine
+from orders.domain.commands import CancelOrder, ExpireOverdue, IdempotencyKey, PlaceOrder, RequestedLine
 from orders.domain.model import IdempotencyKeyReused, OrderAlreadyCancelled, OrderNotFound, OrderStatus
 from orders.service_layer import handlers
 
@@ -44,17 +44,17 @@ async def test_an_order_whose_saga_passes_its_deadline_is_cancelled_as_timeout()
     uow = FakeOrdersUoW()
     cmd = command()
     await place(uow, cmd, timeout=timedelta(seconds=-1))
-    assert await handlers.expire_overdue(uow) == 1
+    assert await handlers.expire_overdue(ExpireOverdue(), uow) == 1
     order = uow.orders.rows[cmd.order_id]
     assert (order.status, order.cancel_reason) == (OrderStatus.CANCELLED, "TIMEOUT")
     assert uow.published_types() == ["OrderPlaced", "OrderCancelled"]
-    assert await handlers.expire_overdue(uow) == 0
+    assert await handlers.expire_overdue(ExpireOverdue(), uow) == 0
 
 
 async def test_an_order_within_its_deadline_is_left_alone():
     uow = FakeOrdersUoW()
     await place(uow, command())
-    assert await handlers.expire_overdue(uow) == 0
+    assert await handlers.expire_overdue(ExpireOverdue(), uow) == 0
 
 
 async def test_a_payment_captured_after_the_deadline_cancels_instead_of_confirming():

@@ -13,7 +13,7 @@ from emporium_events.contracts import PaymentCaptured, PaymentFailed, ProductCre
 from emporium_events.envelope import Envelope
 from emporium_kit.db import make_session_factory
 from emporium_kit.migrations import folder, upgrade
-from orders.domain.commands import CancelOrder, PlaceOrder, RequestedLine
+from orders.domain.commands import CancelOrder, ExpireOverdue, PlaceOrder, RequestedLine
 from orders.service_layer import handlers
 from orders.service_layer.unit_of_work import OrdersUnitOfWork
 
@@ -127,5 +127,6 @@ async def test_an_order_past_its_deadline_counts_as_cancelled_by_timeout(session
     await placed(sessions, timeout=timedelta(seconds=-1))
     before = outcomes("cancelled", "TIMEOUT")
     async with uow(sessions) as u:
-        assert await handlers.expire_overdue(u) == 1
+        assert await handlers.expire_overdue(ExpireOverdue(), u) == 1
+        await u.commit()
     assert outcomes("cancelled", "TIMEOUT") == before + 1

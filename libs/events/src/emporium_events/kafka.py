@@ -7,7 +7,7 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,18 +19,15 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from emporium_events import correlation, tracing
+from emporium_events.bus import Delivery, MessageBus
 from emporium_events.contracts import Event
 from emporium_events.envelope import Envelope, UndecodableMessage, decode
 from emporium_events.failpoints import crash_point
 from emporium_events.metrics import MessagingMetrics
 from emporium_events.tables import dead_letters
 from emporium_events.topics import dlq, topic_for
-from emporium_events.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[Any, Envelope, Any], Awaitable[None]]
-"""``async def handler(event, envelope, uow)``: the event parsed into its contract."""
 
 
 class PermanentError(Exception):
@@ -91,8 +88,7 @@ class EventConsumer:
         name: str,
         bootstrap: str,
         topics: Sequence[str],
-        handlers: Mapping[str, Handler],
-        uow_factory: Callable[[], UnitOfWork],
+        bus: MessageBus[Any],
         producer: AIOKafkaProducer,
         metrics: MessagingMetrics,
         max_attempts: int = 5,
@@ -104,8 +100,8 @@ class EventConsumer:
         self.name = name
         self._bootstrap = bootstrap
         self._topics = list(topics)
-        self._handlers = dict(handlers)
-        self._uow_factory = uow_factory
+        self._bus = bus
+        self._uow_factory = bus.uow_factory
         self._producer = producer
         self._metrics = metrics
         self._max_attempts = max_attempts
@@ -119,7 +115,7 @@ class EventConsumer:
         self._assigned = metrics.consumer_assigned_partitions.labels(name)
         for topic in self._topics:  # at 0 from the start: increase() then sees the first dead letter
             metrics.dead_letters.labels(topic)
-            for event_type in self._handlers:  # and the first event of each type it handles
+            for event_type in bus.event_types:  # and the first event of each type it handles
                 if topic_for(event_type) == topic:
                     metrics.consumed.labels(topic, event_type, "handled")
         self._last_commit = 0.0
@@ -276,33 +272,28 @@ class EventConsumer:
             parsed.append((record, envelope, event))
         if len(parsed) < 2:
             return [record for record, _, _ in parsed]
-        outcomes: list[str] = []
+        outcomes: list[str] = ["ignored"] * len(parsed)
+        deliveries, positions, spans = [], [], []
+        for position, (record, envelope, event) in enumerate(parsed):
+            if event is not None and self._bus.handles(envelope.event_type):
+                parent = tracing.context_from_carrier(tracing.carrier_from_headers(record.headers))
+                span = self._start_span(record, envelope, parent, current=False)
+                spans.append(span)
+                deliveries.append(Delivery(event, envelope, trace.set_span_in_context(span, parent)))
+                positions.append(position)
         try:
-            async with self._uow_factory() as uow:
-                with self._batch_span(parsed):
-                    wanted = [
-                        envelope
-                        for _, envelope, event in parsed
-                        if event is not None and envelope.event_type in self._handlers
-                    ]
-                    claimed = await uow.claim_many(consumer=self.name, envelopes=wanted)
-                    for record, envelope, event in parsed:
-                        if event is None or envelope.event_type not in self._handlers:
-                            outcomes.append("ignored")
-                        elif envelope.event_id not in claimed:
-                            outcomes.append("duplicate")
-                        else:
-                            claimed.discard(envelope.event_id)  # the same event twice in one batch
-                            with self._span(record, envelope):
-                                uow.causation = envelope
-                                await self._handlers[envelope.event_type](event, envelope, uow)
-                            outcomes.append("handled")
-                    await uow.commit()
+            with self._batch_span(parsed):
+                handled = await self._bus.handle_events(self.name, deliveries)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # rolled back whole; the records are handled one by one
             log.info("%s: batch of %d rolled back (%r); handling one by one", self.name, len(parsed), exc)
             return [record for record, _, _ in parsed]
+        finally:
+            for span in spans:
+                span.end()
+        for position, outcome in zip(positions, handled, strict=True):
+            outcomes[position] = outcome
         each = (time.perf_counter() - started) / len(parsed)
         for (record, _, _), outcome in zip(parsed, outcomes, strict=True):
             self._metrics.consumed.labels(record.topic, _event_type(record), outcome).inc()
@@ -343,9 +334,15 @@ class EventConsumer:
             correlation.order_id.reset(token)
 
     def _start_span(
-        self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, parent: context.Context
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        envelope: Envelope,
+        parent: context.Context,
+        *,
+        current: bool = True,
     ) -> Any:
-        return self._tracer.start_as_current_span(
+        start = self._tracer.start_as_current_span if current else self._tracer.start_span
+        return start(
             f"{record.topic} process",
             context=parent,
             kind=trace.SpanKind.CONSUMER,
@@ -370,7 +367,7 @@ class EventConsumer:
         """True when the relay's ``event_type`` header names an event this consumer has no
         handler for: it is skipped without parsing (a topic carries all of its aggregate's events)."""
         event_type = _event_type(record)
-        return event_type != UNKNOWN_EVENT_TYPE and event_type not in self._handlers
+        return event_type != UNKNOWN_EVENT_TYPE and not self._bus.handles(event_type)
 
     async def _process_with_retries(self, record: ConsumerRecord[bytes, bytes]) -> str:
         if self._not_for_us(record):
@@ -381,7 +378,7 @@ class EventConsumer:
         except (UndecodableMessage, ValidationError) as exc:
             await self._dead_letter(record, exc, attempts=1)
             return "dead_lettered"
-        if event is None or envelope.event_type not in self._handlers:
+        if event is None or not self._bus.handles(envelope.event_type):
             return "ignored"
 
         attempt = 0
@@ -427,13 +424,10 @@ class EventConsumer:
         self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, event: Event
     ) -> str:
         with self._span(record, envelope):
-            async with self._uow_factory() as uow:
-                uow.causation = envelope
-                if not await uow.claim(consumer=self.name, envelope=envelope):
-                    return "duplicate"
-                await self._handlers[envelope.event_type](event, envelope, uow)
-                await uow.commit()
-        return "handled"
+            [outcome] = await self._bus.handle_events(
+                self.name, [Delivery(event, envelope, context.get_current())]
+            )
+        return outcome
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *, attempts: int

@@ -14,19 +14,22 @@ from emporium_events.envelope import Envelope
 from emporium_events.tables import dead_letters, outbox
 from emporium_events.topics import topic_for
 
-# Built once: building a statement and its cache key costs more CPU than running it.
-_APPEND = sa.insert(outbox).values(created_at=sa.func.clock_timestamp())  # not now(): the transaction's start
+# Built once: building a statement and its cache key costs more CPU than running it. RETURNING
+# makes SQLAlchemy send many rows as one multi-row INSERT ("insertmanyvalues") rather than one
+# INSERT per row; created_at is clock_timestamp(), not now() (the transaction's start).
+_APPEND = sa.insert(outbox).values(created_at=sa.func.clock_timestamp()).returning(outbox.c.id)
 
 
-def row(envelope: Envelope) -> dict[str, Any]:
-    """The outbox row of ``envelope``, with the trace context current at write time."""
+def row(envelope: Envelope, trace_headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The outbox row of ``envelope``, traced under ``trace_headers`` (by default the trace
+    context current at write time)."""
     return {
         "event_id": envelope.event_id,
         "topic": topic_for(envelope.event_type),
         "key": envelope.aggregate_id,
         "event_type": envelope.event_type,
         "envelope": envelope.model_dump(mode="json"),
-        "trace_headers": tracing.current_carrier(),
+        "trace_headers": tracing.current_carrier() if trace_headers is None else trace_headers,
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 from uuid import UUID
 
 from emporium_events.contracts import Event
@@ -41,7 +41,12 @@ class FakeUnitOfWork:
         return {e.event_id for e in envelopes if await self.claim(consumer=consumer, envelope=e)}
 
     def publish(
-        self, event: Event, *, aggregate_id: UUID | str, correlation_id: str | None = None
+        self,
+        event: Event,
+        *,
+        aggregate_id: UUID | str,
+        cause: Any = None,
+        correlation_id: str | None = None,
     ) -> Envelope:
         self.published.append(event)
         return Envelope.wrap(event, producer="test", aggregate_id=str(aggregate_id))

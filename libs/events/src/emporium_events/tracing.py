@@ -9,10 +9,11 @@ from opentelemetry import context, propagate, trace
 TRACER = trace.get_tracer("emporium.events")
 
 
-def current_carrier() -> dict[str, str]:
-    """The current ``traceparent`` (and ``tracestate``), to store with an outbox row."""
+def current_carrier(ctx: context.Context | None = None) -> dict[str, str]:
+    """The ``traceparent`` (and ``tracestate``) of ``ctx`` (default: the current context), to
+    store with an outbox row."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    propagate.inject(carrier, context=ctx)
     return carrier
 
 

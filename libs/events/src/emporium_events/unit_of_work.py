@@ -4,15 +4,18 @@ the outbox rows, so that a state change and the events it emits commit together.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from emporium_events import inbox, outbox
+from emporium_events import inbox, outbox, tracing
 from emporium_events.contracts import Event
 from emporium_events.envelope import Envelope
 from emporium_events.failpoints import crash_point
+
+if TYPE_CHECKING:
+    from emporium_events.bus import Delivery
 
 
 class UnitOfWork:
@@ -80,16 +83,28 @@ class UnitOfWork:
         return await inbox.claim(self.session, consumer=consumer, envelopes=envelopes)
 
     def publish(
-        self, event: Event, *, aggregate_id: UUID | str, correlation_id: str | None = None
+        self,
+        event: Event,
+        *,
+        aggregate_id: UUID | str,
+        cause: Delivery[Any] | None = None,
+        correlation_id: str | None = None,
     ) -> Envelope:
-        """Add ``event`` to this transaction's outbox rows; saga correlation follows the cause."""
-        cause = self.causation
+        """Add ``event`` to this transaction's outbox rows. Its cause is ``cause`` (a batch
+        handler names it) or else ``self.causation``; saga correlation and the trace follow the
+        cause."""
+        caused_by = cause.envelope if cause is not None else self.causation
         envelope = Envelope.wrap(
             event,
             producer=self.producer_name,
             aggregate_id=str(aggregate_id),
-            correlation_id=correlation_id or (cause.correlation_id if cause else None) or str(aggregate_id),
-            causation_id=str(cause.event_id) if cause else None,
+            correlation_id=correlation_id
+            or (caused_by.correlation_id if caused_by else None)
+            or str(aggregate_id),
+            causation_id=str(caused_by.event_id) if caused_by else None,
         )
-        self._rows.append(outbox.row(envelope))
+        trace_headers = None
+        if cause is not None and cause.trace_context is not None:
+            trace_headers = tracing.current_carrier(cause.trace_context)
+        self._rows.append(outbox.row(envelope, trace_headers))
         return envelope

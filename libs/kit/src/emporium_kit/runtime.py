@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -20,7 +21,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from fastapi import APIRouter, FastAPI
 
 from emporium_events import topics
-from emporium_events.kafka import EventConsumer, Handler, make_producer
+from emporium_events.bus import BatchHandler, MessageBus
+from emporium_events.kafka import EventConsumer, make_producer
 from emporium_events.metrics import MessagingMetrics
 from emporium_events.relay import OutboxRelay
 from emporium_events.unit_of_work import UnitOfWork
@@ -46,18 +48,25 @@ class Resource(Protocol):
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """One consumer group: its name (also the inbox key), topics and handler table."""
+    """One consumer group: its name (also the inbox key) and topics. It handles every event
+    type the service's bus has a handler for."""
 
     name: str
     topics: Sequence[str]
-    handlers: Mapping[str, Handler]
 
 
 @dataclass
 class Runtime(Generic[U]):
+    """``commands``, ``events`` and ``dependencies`` make the service's message bus (``bus``),
+    the one way its use cases run: routes and periodic jobs send it commands, consumers hand it
+    their batches."""
+
     service: str
     settings: ServiceSettings
     uow_class: type[U]
+    commands: Mapping[type, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
+    events: Mapping[str, BatchHandler] = field(default_factory=dict)
+    dependencies: dict[str, Any] = field(default_factory=dict)
     consumers: Sequence[ConsumerSpec] = ()
     resources: list[Resource] = field(default_factory=list)
     commit_hooks: list[Callable[[], None]] = field(default_factory=list)
@@ -83,6 +92,14 @@ class Runtime(Generic[U]):
     def uow(self) -> U:
         return self.uow_class(self.session_factory, producer_name=self.service, on_commit=self._committed)
 
+    @cached_property
+    def bus(self) -> MessageBus[U]:
+        """Built on first use, so that wiring may still add handlers and dependencies after
+        the runtime is made (a handler's dependency may need the runtime itself)."""
+        return MessageBus(
+            self.uow, commands=self.commands, events=self.events, dependencies=self.dependencies
+        )
+
     def _committed(self, published: int) -> None:
         if published:
             self.relay.notify()
@@ -98,8 +115,7 @@ class Runtime(Generic[U]):
                 name=spec.name,
                 bootstrap=self.settings.kafka_bootstrap,
                 topics=spec.topics,
-                handlers=spec.handlers,
-                uow_factory=self.uow,
+                bus=self.bus,
                 producer=self.producer,
                 metrics=self.metrics,
             )

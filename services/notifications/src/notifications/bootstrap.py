@@ -9,6 +9,7 @@ from notifications.adapters.mailer import SmtpSender
 from notifications.config import NotificationsSettings
 from notifications.entrypoints.consumers import CONSUMERS
 from notifications.entrypoints.http import router
+from notifications.service_layer.handlers import EVENTS
 from notifications.service_layer.unit_of_work import NotificationsUnitOfWork
 
 SERVICE = "notifications"
@@ -17,7 +18,11 @@ SERVICE = "notifications"
 def build_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
     runtime: Runtime[NotificationsUnitOfWork] = Runtime(
-        service=SERVICE, settings=settings, uow_class=NotificationsUnitOfWork, consumers=CONSUMERS
+        service=SERVICE,
+        settings=settings,
+        uow_class=NotificationsUnitOfWork,
+        events=EVENTS,
+        consumers=CONSUMERS,
     )
     sender = SmtpSender(
         host=settings.smtp_host,

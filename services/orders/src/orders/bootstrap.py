@@ -19,8 +19,9 @@ from orders.domain.model import (
     UnknownProduct,
 )
 from orders.entrypoints.consumers import CONSUMERS
-from orders.entrypoints.http import router
+from orders.entrypoints.http import render, router
 from orders.entrypoints.scheduler import saga_deadline_sweep
+from orders.service_layer import handlers
 from orders.service_layer.unit_of_work import OrdersUnitOfWork
 
 SERVICE = "orders"
@@ -43,11 +44,18 @@ def build_app(settings: OrdersSettings | None = None) -> FastAPI:
         service=SERVICE,
         settings=settings,
         uow_class=OrdersUnitOfWork,
+        commands=handlers.COMMANDS,
+        events=handlers.EVENTS,
+        dependencies={
+            "catalog": catalog,
+            "saga_timeout": timedelta(seconds=settings.saga_timeout_seconds),
+            "render": render,
+        },
         consumers=CONSUMERS,
         resources=[catalog],
     )
     sweep = saga_deadline_sweep(
-        runtime.uow, key_retention=timedelta(hours=settings.idempotency_retention_hours)
+        runtime.bus, key_retention=timedelta(hours=settings.idempotency_retention_hours)
     )
     runtime.resources.append(Periodic("saga-deadlines", sweep, interval=settings.deadline_sweep_seconds))
     app = create_app(service=SERVICE, runtime=runtime, routers=[router], error_status=ERROR_STATUS)

@@ -9,7 +9,7 @@ from emporium_kit.runtime import ConsumerSpec, Runtime, create_app
 from payments.adapters.provider import SandboxProvider
 from payments.config import PaymentsSettings
 from payments.entrypoints.http import router
-from payments.service_layer.handlers import handlers_for
+from payments.service_layer.handlers import events_for
 from payments.service_layer.unit_of_work import PaymentsUnitOfWork
 
 SERVICE = "payments"
@@ -23,9 +23,6 @@ def build_app(settings: PaymentsSettings | None = None) -> FastAPI:
         service=SERVICE, settings=settings, uow_class=PaymentsUnitOfWork
     )
     provider = SandboxProvider(lambda: runtime.session_factory)
-    runtime.consumers = [
-        ConsumerSpec(
-            name="payments", topics=[topics.ORDERS, topics.INVENTORY], handlers=handlers_for(provider)
-        )
-    ]
+    runtime.events = events_for(provider)
+    runtime.consumers = [ConsumerSpec(name="payments", topics=[topics.ORDERS, topics.INVENTORY])]
     return create_app(service=SERVICE, runtime=runtime, routers=[router])

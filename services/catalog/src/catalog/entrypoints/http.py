@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request
@@ -13,8 +13,7 @@ from pydantic.json_schema import SkipJsonSchema
 from catalog.adapters import views
 from catalog.domain.commands import CreateProduct, UpdateProduct
 from catalog.domain.model import ProductNotFound
-from catalog.service_layer import handlers
-from emporium_kit.runtime import Runtime
+from emporium_kit.edge import bus, parse_ids, runtime
 
 router = APIRouter()
 
@@ -99,15 +98,9 @@ class ProductPage(BaseModel):
     page_size: int
 
 
-def _runtime(request: Request) -> Runtime[Any]:
-    return cast("Runtime[Any]", request.app.state.runtime)
-
-
 @router.post("/products", status_code=201, response_model=ProductOut)
 async def create_product(body: NewProduct, request: Request) -> ProductOut:
-    runtime = _runtime(request)
-    async with runtime.uow() as uow:
-        product = await handlers.create_product(CreateProduct(product_id=uuid4(), **body.model_dump()), uow)
+    product = await bus(request).handle(CreateProduct(product_id=uuid4(), **body.model_dump()))
     return ProductOut.model_validate(product, from_attributes=True)
 
 
@@ -125,8 +118,7 @@ async def patch_product(product_id: UUID, body: ProductPatch, request: Request) 
 
 
 async def _update(request: Request, command: UpdateProduct) -> ProductOut:
-    async with _runtime(request).uow() as uow:
-        product = await handlers.update_product(command, uow)
+    product = await bus(request).handle(command)
     return ProductOut.model_validate(product, from_attributes=True)
 
 
@@ -139,27 +131,16 @@ async def list_products(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ProductPage:
-    id_list = _parse_ids(ids) if ids is not None else None
+    id_list = parse_ids(ids) if ids is not None else None
     items, total = await views.list_products(
-        _runtime(request).session_factory, q=q, ids=id_list, category=category, page=page, page_size=page_size
+        runtime(request).session_factory, q=q, ids=id_list, category=category, page=page, page_size=page_size
     )
     return ProductPage(items=[ProductOut(**i) for i in items], total=total, page=page, page_size=page_size)
 
 
 @router.get("/products/{product_id}", response_model=ProductOut)
 async def get_product(product_id: UUID, request: Request) -> ProductOut:
-    product = await views.get_product(_runtime(request).session_factory, product_id=product_id)
+    product = await views.get_product(runtime(request).session_factory, product_id=product_id)
     if product is None:
         raise ProductNotFound(product_id)
     return ProductOut(**product)
-
-
-class InvalidIds(ValueError):
-    pass
-
-
-def _parse_ids(raw: str) -> list[UUID]:
-    try:
-        return [UUID(part) for part in raw.split(",") if part.strip()][:200]
-    except ValueError as exc:
-        raise InvalidIds(f"ids must be comma-separated UUIDs: {exc}") from exc

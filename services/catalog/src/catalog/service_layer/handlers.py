@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from catalog.domain.commands import CreateProduct, UpdateProduct
 from catalog.domain.model import DuplicateSku, Product, ProductNotFound
@@ -36,7 +38,6 @@ async def create_product(cmd: CreateProduct, uow: CatalogUnitOfWork) -> Product:
         ),
         aggregate_id=product.id,
     )
-    await uow.commit()
     return product
 
 
@@ -66,5 +67,10 @@ async def update_product(cmd: UpdateProduct, uow: CatalogUnitOfWork) -> Product:
         ),
         aggregate_id=product.id,
     )
-    await uow.commit()
     return product
+
+
+COMMANDS: dict[type, Callable[..., Awaitable[Any]]] = {
+    CreateProduct: create_product,
+    UpdateProduct: update_product,
+}

@@ -7,7 +7,7 @@ from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.adapters.orm import reservations, stock
@@ -30,6 +30,8 @@ class StockRepository:
 
     async def lock(self, *, product_ids: Iterable[UUID]) -> dict[UUID, StockItem]:
         ids = sorted(set(product_ids), key=str)
+        if not ids:
+            return {}
         rows = (await self._session.execute(_LOCK_STOCK, {"ids": ids})).all()
         return {
             r.product_id: StockItem(
@@ -39,28 +41,40 @@ class StockRepository:
         }
 
     async def save(self, items: Iterable[StockItem]) -> None:
-        for item in items:
-            await self._session.execute(
-                _SAVE_STOCK,
-                {"id": item.product_id, "new_on_hand": item.on_hand, "new_reserved": item.reserved},
-            )
+        """Write the items' levels back, all with one statement."""
+        rows = {item.product_id: item for item in items}
+        if not rows:
+            return
+        await self._session.execute(
+            _SAVE_STOCK,
+            {
+                "ids": list(rows),
+                "on_hand": [i.on_hand for i in rows.values()],
+                "reserved": [i.reserved for i in rows.values()],
+            },
+        )
 
 
 class ReservationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def get_for_update(self, *, order_id: UUID) -> Reservation | None:
-        row = (await self._session.execute(_LOCK_RESERVATION, {"order_id": order_id})).mappings().first()
-        if row is None:
-            return None
-        return Reservation(
-            order_id=row["order_id"],
-            status=ReservationStatus(row["status"]),
-            lines={UUID(k): v for k, v in row["lines"].items()},
-            reason=row["reason"],
-            expires_at=row["expires_at"],
-        )
+    async def get_many_for_update(self, *, order_ids: Iterable[UUID]) -> dict[UUID, Reservation]:
+        """The orders' reservations that exist, locked (in order-id order), with one statement."""
+        ids = sorted(set(order_ids))
+        if not ids:
+            return {}
+        rows = (await self._session.execute(_LOCK_RESERVATIONS, {"ids": ids})).mappings()
+        return {
+            row["order_id"]: Reservation(
+                order_id=row["order_id"],
+                status=ReservationStatus(row["status"]),
+                lines={UUID(k): v for k, v in row["lines"].items()},
+                reason=row["reason"],
+                expires_at=row["expires_at"],
+            )
+            for row in rows
+        }
 
     async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
         """Held reservations past their TTL, skipping any another replica is handling."""
@@ -75,38 +89,44 @@ class ReservationRepository:
         )
         return list(rows.scalars())
 
-    async def save(self, reservation: Reservation) -> None:
-        await self._session.execute(
-            _SAVE_RESERVATION,
+    async def save_many(self, reservations: Iterable[Reservation]) -> None:
+        """Insert or update the reservations with one statement."""
+        rows = [
             {
-                "order_id": reservation.order_id,
-                "status": reservation.status.value,
-                "lines": {str(k): v for k, v in reservation.lines.items()},
-                "reason": reservation.reason,
-                "expires_at": reservation.expires_at,
-            },
-        )
+                "order_id": r.order_id,
+                "status": r.status.value,
+                "lines": {str(k): v for k, v in r.lines.items()},
+                "reason": r.reason,
+                "expires_at": r.expires_at,
+            }
+            for r in reservations
+        ]
+        if rows:
+            await self._session.execute(_SAVE_RESERVATIONS, rows)
 
 
 # The statements run for every event, built once (building one costs more CPU than running it).
 _LOCK_STOCK = (
     sa.select(stock.c.product_id, stock.c.sku, stock.c.on_hand, stock.c.reserved)
-    .where(stock.c.product_id.in_(sa.bindparam("ids", expanding=True)))
+    .where(stock.c.product_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Uuid))))
     .order_by(sa.cast(stock.c.product_id, sa.Text))
     .with_for_update()
 )
-_SAVE_STOCK = (
-    sa.update(stock)
-    .where(stock.c.product_id == sa.bindparam("id"))
-    .values(
-        on_hand=sa.bindparam("new_on_hand"), reserved=sa.bindparam("new_reserved"), updated_at=sa.func.now()
-    )
+# Many rows' new levels in one UPDATE, from arrays.
+_SAVE_STOCK = sa.text(
+    "UPDATE stock SET on_hand = v.on_hand, reserved = v.reserved, updated_at = now()"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:on_hand AS integer[]), CAST(:reserved AS integer[]))"
+    " AS v(product_id, on_hand, reserved) WHERE stock.product_id = v.product_id"
 )
-_LOCK_RESERVATION = (
-    sa.select(reservations).where(reservations.c.order_id == sa.bindparam("order_id")).with_for_update()
+_LOCK_RESERVATIONS = (
+    sa.select(reservations)
+    .where(reservations.c.order_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Uuid))))
+    .order_by(reservations.c.order_id)
+    .with_for_update()
 )
 _upsert = insert(reservations).values(created_at=sa.func.now(), updated_at=sa.func.now())
-_SAVE_RESERVATION = _upsert.on_conflict_do_update(
+# RETURNING makes SQLAlchemy send many rows as one multi-row INSERT ("insertmanyvalues").
+_SAVE_RESERVATIONS = _upsert.on_conflict_do_update(
     index_elements=["order_id"],
     set_={
         "status": _upsert.excluded.status,
@@ -115,4 +135,4 @@ _SAVE_RESERVATION = _upsert.on_conflict_do_update(
         "expires_at": _upsert.excluded.expires_at,
         "updated_at": sa.func.now(),
     },
-)
+).returning(reservations.c.order_id)

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from emporium_kit.runtime import Runtime
+from emporium_kit.edge import bus, parse_ids, runtime
 from inventory.adapters import views
-from inventory.domain.model import StockNotFound
-from inventory.service_layer import handlers
+from inventory.domain.commands import SetStockLevel
+from inventory.domain.model import StockItem, StockNotFound
 
 router = APIRouter()
 
@@ -29,18 +29,9 @@ class StockLevels(BaseModel):
     items: list[StockLevel]
 
 
-class InvalidIds(ValueError):
-    pass
-
-
-def _runtime(request: Request) -> Runtime[Any]:
-    return cast("Runtime[Any]", request.app.state.runtime)
-
-
 @router.put("/inventory/{product_id}", response_model=StockLevel)
 async def set_stock(product_id: UUID, body: SetStock, request: Request) -> StockLevel:
-    async with _runtime(request).uow() as uow:
-        item = await handlers.set_stock_level(product_id, body.on_hand, uow)
+    item: StockItem = await bus(request).handle(SetStockLevel(product_id=product_id, on_hand=body.on_hand))
     return StockLevel(
         product_id=product_id, on_hand=item.on_hand, reserved=item.reserved, available=item.available
     )
@@ -48,7 +39,7 @@ async def set_stock(product_id: UUID, body: SetStock, request: Request) -> Stock
 
 @router.get("/inventory/{product_id}", response_model=StockLevel)
 async def get_stock(product_id: UUID, request: Request) -> StockLevel:
-    rows = await views.stock_levels(_runtime(request).session_factory, product_ids=[product_id])
+    rows = await views.stock_levels(runtime(request).session_factory, product_ids=[product_id])
     if not rows:
         raise StockNotFound(product_id)
     return StockLevel(**rows[0])
@@ -56,9 +47,5 @@ async def get_stock(product_id: UUID, request: Request) -> StockLevel:
 
 @router.get("/inventory", response_model=StockLevels)
 async def list_stock(request: Request, ids: Annotated[str, Query(max_length=8000)]) -> StockLevels:
-    try:
-        product_ids = [UUID(p) for p in ids.split(",") if p.strip()]
-    except ValueError as exc:
-        raise InvalidIds(f"ids must be comma-separated UUIDs: {exc}") from exc
-    rows = await views.stock_levels(_runtime(request).session_factory, product_ids=product_ids)
+    rows = await views.stock_levels(runtime(request).session_factory, product_ids=parse_ids(ids))
     return StockLevels(items=[StockLevel(**r) for r in rows])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from uuid import uuid4
 
+from emporium_events.bus import BatchHandler, one_by_one
 from emporium_events.contracts import OrderCancelled, OrderConfirmed
 from emporium_events.envelope import Envelope
 from notifications.domain import model
@@ -36,7 +36,7 @@ async def notify_cancelled(event: OrderCancelled, _: Envelope, uow: Notification
     )
 
 
-HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
-    OrderConfirmed.event_type: notify_confirmed,
-    OrderCancelled.event_type: notify_cancelled,
+EVENTS: dict[str, BatchHandler] = {
+    OrderConfirmed.event_type: one_by_one(notify_confirmed),
+    OrderCancelled.event_type: one_by_one(notify_cancelled),
 }

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from uuid import UUID
 
 
@@ -34,3 +35,15 @@ class CancelOrder:
     requested_by: UUID
     by_admin: bool = False
     idempotency: IdempotencyKey | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpireOverdue:
+    """Cancel (TIMEOUT) up to ``limit`` orders whose saga outlived its deadline."""
+
+    limit: int = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForgetIdempotencyKeys:
+    older_than: timedelta

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta
-from typing import Annotated, Any, cast
+from datetime import datetime
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from emporium_events import correlation
-from emporium_kit.runtime import Runtime
+from emporium_kit.edge import Caller, CallerDep, bus, runtime
 from orders.adapters import views
 from orders.adapters.metrics import SagaMetrics
 from orders.domain.commands import CancelOrder, IdempotencyKey, PlaceOrder, RequestedLine
@@ -21,32 +21,6 @@ from orders.domain.model import Order, OrderNotFound
 from orders.service_layer import handlers
 
 router = APIRouter()
-
-
-class Caller(BaseModel):
-    id: UUID
-    email: str | None
-    role: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-
-async def caller(  # async: FastAPI would run a plain def in a worker thread
-    x_user_id: Annotated[str | None, Header()] = None,
-    x_user_email: Annotated[str | None, Header()] = None,
-    x_user_role: Annotated[str, Header()] = "customer",
-) -> Caller:
-    if not x_user_id:
-        raise HTTPException(401, "no caller identity (X-User-Id); call through the gateway")
-    try:
-        return Caller(id=UUID(x_user_id), email=x_user_email, role=x_user_role)
-    except ValueError as exc:
-        raise HTTPException(401, "X-User-Id is not a UUID") from exc
-
-
-CallerDep = Annotated[Caller, Depends(caller)]
 
 
 class ItemIn(BaseModel):
@@ -92,10 +66,6 @@ class OrderOut(BaseModel):
         default=None,
         description="The order's trace (32 hex digits), to look up in Jaeger; null if it was not traced",
     )
-
-
-def _runtime(request: Request) -> Runtime[Any]:
-    return cast("Runtime[Any]", request.app.state.runtime)
 
 
 IdempotencyHeader = Annotated[
@@ -166,16 +136,7 @@ async def place_order(
         payment_token=body.payment_token,
         idempotency=_idempotency(idempotency_key, request, body),
     )
-    settings = request.app.state.settings
-    async with _runtime(request).uow() as uow:
-        answer = await handlers.place_order(
-            cmd,
-            uow,
-            request.app.state.catalog,
-            saga_timeout=timedelta(seconds=settings.saga_timeout_seconds),
-            render=render,
-        )
-    return _send(answer)
+    return _send(await bus(request).handle(cmd))
 
 
 @router.post("/orders/{order_id}/cancel", response_model=OrderOut)
@@ -188,9 +149,7 @@ async def cancel_order(
         by_admin=who.is_admin,
         idempotency=_idempotency(idempotency_key, request, None),
     )
-    async with _runtime(request).uow() as uow:
-        answer = await handlers.cancel_order(cmd, uow, render=render)
-    return _send(answer)
+    return _send(await bus(request).handle(cmd))
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
@@ -205,13 +164,13 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[OrderOut]:
-    sessions = _runtime(request).session_factory
+    sessions = runtime(request).session_factory
     ids = await views.customer_order_ids(sessions, customer_id=who.id, limit=limit, offset=offset)
     return [OrderOut(**o) for o in await views.order_details(sessions, order_ids=ids)]
 
 
 async def _one(request: Request, order_id: UUID, who: Caller) -> OrderOut:
-    found = await views.order_details(_runtime(request).session_factory, order_ids=[order_id])
+    found = await views.order_details(runtime(request).session_factory, order_ids=[order_id])
     # Another customer's order is answered exactly like a missing one: its existence is not leaked.
     if not found or (found[0]["customer_id"] != who.id and not who.is_admin):
         raise OrderNotFound(order_id)

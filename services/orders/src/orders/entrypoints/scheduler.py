@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from typing import Any
 
-from orders.service_layer import handlers
-from orders.service_layer.unit_of_work import OrdersUnitOfWork
+from emporium_events.bus import MessageBus
+from orders.domain.commands import ExpireOverdue, ForgetIdempotencyKeys
 
 BATCH = 100
 
 
-def saga_deadline_sweep(
-    uow_factory: Callable[[], OrdersUnitOfWork], *, key_retention: timedelta
-) -> Callable[[], Awaitable[int]]:
-    """Cancels (TIMEOUT) every order past its deadline. Safe with N replicas: overdue orders are
-    claimed with ``SKIP LOCKED``."""
+def saga_deadline_sweep(bus: MessageBus[Any], *, key_retention: timedelta) -> Callable[[], Awaitable[int]]:
+    """Cancels (TIMEOUT) every order past its deadline, a batch per transaction. Safe with N
+    replicas: overdue orders are claimed with ``SKIP LOCKED``."""
 
     async def sweep() -> int:
         expired = 0
         while True:
-            async with uow_factory() as uow:
-                batch = await handlers.expire_overdue(uow, limit=BATCH)
+            batch: int = await bus.handle(ExpireOverdue(limit=BATCH))
             expired += batch
             if batch < BATCH:
                 break
-        async with uow_factory() as uow:
-            if await uow.idempotency.purge(older_than=datetime.now(UTC) - key_retention):
-                await uow.commit()
+        await bus.handle(ForgetIdempotencyKeys(older_than=key_retention))
         return expired
 
     return sweep

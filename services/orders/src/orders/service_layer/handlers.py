@@ -1,8 +1,8 @@
 """The order saga: place the order, then follow inventory's and payments' replies.
 
-Event handlers run inside the consumer's inbox transaction and do not commit; ``place_order``
-commits its own unit of work. Every reply is checked against the order's state, so a late or
-repeated reply changes nothing.
+The service's message bus runs every handler here in a unit of work and commits it; none of them
+commits. Every reply is checked against the order's state, so a late or repeated reply changes
+nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from emporium_events.bus import BatchHandler, one_by_one
 from emporium_events.contracts import (
     OrderCancelled,
     OrderConfirmed,
@@ -30,7 +31,13 @@ from emporium_events.contracts import (
 )
 from emporium_events.envelope import Envelope
 from orders.adapters.catalog import PricedProduct, PriceList
-from orders.domain.commands import CancelOrder, IdempotencyKey, PlaceOrder
+from orders.domain.commands import (
+    CancelOrder,
+    ExpireOverdue,
+    ForgetIdempotencyKeys,
+    IdempotencyKey,
+    PlaceOrder,
+)
 from orders.domain.model import (
     CancelReason,
     IdempotencyKeyReused,
@@ -161,19 +168,21 @@ async def cancel_order(cmd: CancelOrder, uow: OrdersUnitOfWork, *, render: Rende
     return await _answer(uow, cmd.requested_by, cmd.idempotency, Answer(200, render(order)))
 
 
-async def expire_overdue(uow: OrdersUnitOfWork, *, limit: int = 100) -> int:
+async def expire_overdue(cmd: ExpireOverdue, uow: OrdersUnitOfWork) -> int:
     """Cancel (TIMEOUT) every order whose saga outlived its deadline; returns how many."""
     now = _now()
     expired = 0
-    for order_id in await uow.orders.overdue_ids(now=now, limit=limit):
+    for order_id in await uow.orders.overdue_ids(now=now, limit=cmd.limit):
         order = await uow.orders.get_for_update(order_id=order_id)
         if order is not None and order.expire(now):
             await uow.orders.save(order)
             await _publish_cancelled(order, uow)
             expired += 1
-    if expired:
-        await uow.commit()
     return expired
+
+
+async def forget_idempotency_keys(cmd: ForgetIdempotencyKeys, uow: OrdersUnitOfWork) -> int:
+    return await uow.idempotency.purge(older_than=_now() - cmd.older_than)
 
 
 async def on_stock_reserved(event: StockReserved, _: Envelope, uow: OrdersUnitOfWork) -> None:
@@ -265,13 +274,20 @@ async def on_product_priced(
     )
 
 
-HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
-    ProductCreated.event_type: on_product_priced,
-    ProductUpdated.event_type: on_product_priced,
-    StockReserved.event_type: on_stock_reserved,
-    StockReservationFailed.event_type: on_stock_reservation_failed,
-    PaymentCaptured.event_type: on_payment_captured,
-    PaymentFailed.event_type: on_payment_failed,
-    StockReleased.event_type: on_compensated,
-    PaymentRefunded.event_type: on_compensated,
+COMMANDS: dict[type, Callable[..., Awaitable[Any]]] = {
+    PlaceOrder: place_order,
+    CancelOrder: cancel_order,
+    ExpireOverdue: expire_overdue,
+    ForgetIdempotencyKeys: forget_idempotency_keys,
+}
+
+EVENTS: dict[str, BatchHandler] = {
+    ProductCreated.event_type: one_by_one(on_product_priced),
+    ProductUpdated.event_type: one_by_one(on_product_priced),
+    StockReserved.event_type: one_by_one(on_stock_reserved),
+    StockReservationFailed.event_type: one_by_one(on_stock_reservation_failed),
+    PaymentCaptured.event_type: one_by_one(on_payment_captured),
+    PaymentFailed.event_type: one_by_one(on_payment_failed),
+    StockReleased.event_type: one_by_one(on_compensated),
+    PaymentRefunded.event_type: one_by_one(on_compensated),
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from emporium_events.bus import BatchHandler, one_by_one
 from emporium_events.contracts import (
     OrderCancelled,
     OrderPlaced,
@@ -114,18 +115,15 @@ async def _charge_if_ready(payment: Payment, uow: PaymentsUnitOfWork, provider: 
     await uow.payments.save(payment)
 
 
-Handler = Callable[[Any, Envelope, PaymentsUnitOfWork], Awaitable[None]]
+def events_for(provider: PaymentProvider) -> dict[str, BatchHandler]:
+    """The bus's event handlers, bound to a provider."""
 
-
-def handlers_for(provider: PaymentProvider) -> dict[str, Handler]:
-    """The consumer's handler table, bound to a provider."""
-
-    def bind(fn: Callable[[Any, PaymentsUnitOfWork, PaymentProvider], Awaitable[None]]) -> Handler:
+    def bind(fn: Callable[[Any, PaymentsUnitOfWork, PaymentProvider], Awaitable[None]]) -> BatchHandler:
         async def handle(event: Any, _: Envelope, uow: PaymentsUnitOfWork) -> None:
             await fn(event, uow, provider)
 
         handle.__name__ = fn.__name__
-        return handle
+        return one_by_one(handle)
 
     return {
         OrderPlaced.event_type: bind(record_order),
