@@ -1,20 +1,28 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from copy import deepcopy
 from types import SimpleNamespace
+from typing import Any
 from uuid import UUID
 
+from emporium_events.bus import Delivery, MessageBus
 from emporium_events.testing import FakeUnitOfWork
 from orders.adapters.catalog import PricedProduct
 from orders.domain.model import Order
+from orders.service_layer import handlers, messages
 
 
 class FakeOrders:
-    def __init__(self) -> None:
-        self.rows: dict[UUID, Order] = {}
+    """Writes at once, and publishes the order's recorded events as the real unit of work does
+    at its commit (mapped by ``orders.service_layer.messages``)."""
 
-    async def add(self, order: Order) -> None:
+    def __init__(self, publish: Callable[..., Any]) -> None:
+        self.rows: dict[UUID, Order] = {}
+        self._publish = publish
+
+    def add(self, order: Order, *, cause: Any = None) -> None:
+        self._emit(order, cause)
         order.new_history.clear()
         self.rows[order.id] = deepcopy(order)
 
@@ -24,14 +32,26 @@ class FakeOrders:
             order.history = []
         return order
 
-    async def save(self, order: Order) -> None:
+    async def get_many_for_update(
+        self, *, order_ids: Iterable[UUID], with_history: bool = False
+    ) -> dict[UUID, Order]:
+        found = {o: await self.get_for_update(order_id=o, with_history=with_history) for o in order_ids}
+        return {o: order for o, order in found.items() if order is not None}
+
+    def save(self, order: Order, *, cause: Any = None) -> None:
         """Like the table: the history is append-only, whatever the loaded order held of it."""
+        self._emit(order, cause)
         kept = deepcopy(order)
         kept.saga_ended = None  # not stored: the unit of work counts it after the commit
         kept.history = self.rows[order.id].history + list(order.new_history)
         kept.new_history = []
         order.new_history.clear()
         self.rows[order.id] = kept
+
+    def _emit(self, order: Order, cause: Any) -> None:
+        for event in order.events:
+            self._publish(messages.contract(order, event), aggregate_id=order.id, cause=cause)
+        order.events.clear()
 
     async def overdue_ids(self, *, now, limit: int) -> list[UUID]:
         return [o.id for o in self.rows.values() if o.overdue(now)][:limit]
@@ -69,7 +89,7 @@ class FakePrices:
 class FakeOrdersUoW(FakeUnitOfWork):
     def __init__(self) -> None:
         super().__init__()
-        self.orders = FakeOrders()
+        self.orders = FakeOrders(self.publish)
         self.idempotency = FakeKeys()
         self.prices = FakePrices()
 
@@ -83,3 +103,19 @@ class FakePriceList:
         ids = list(product_ids)
         self.asked.append(ids)
         return {p: self.products[p] for p in ids if p in self.products}
+
+
+async def deliver(handler: Callable[..., Any], event: Any, envelope: Any, uow: Any) -> None:
+    """A batch handler given one event, as the bus would."""
+    await handler([Delivery(event, envelope)], uow)
+
+
+def bus_for(
+    uow: Any, catalog: Any = None, *, saga_timeout: Any = None, render: Any = None
+) -> MessageBus[Any]:
+    """The service's bus over a fake unit of work (it commits, as the routes' bus does)."""
+    return MessageBus(
+        lambda: uow,
+        commands=handlers.COMMANDS,
+        dependencies={"catalog": catalog, "saga_timeout": saga_timeout, "render": render},
+    )

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
-from orders_fakes import FakeOrdersUoW, FakePriceList
+from orders_fakes import FakeOrdersUoW, FakePriceList, deliver
 
 from emporium_events.contracts import PaymentCaptured, StockReserved
 from emporium_events.envelope import Envelope
@@ -61,7 +61,7 @@ async def test_a_payment_captured_after_the_deadline_cancels_instead_of_confirmi
     uow = FakeOrdersUoW()
     cmd = command()
     await place(uow, cmd, timeout=timedelta(seconds=-1))
-    await handlers.on_payment_captured(captured(cmd.order_id), ENV, uow)
+    await deliver(handlers.on_payment_captured, captured(cmd.order_id), ENV, uow)
     order = uow.orders.rows[cmd.order_id]
     assert (order.status, order.cancel_reason) == (OrderStatus.CANCELLED, "TIMEOUT")
     assert uow.published_types() == ["OrderPlaced", "OrderCancelled"]
@@ -71,7 +71,7 @@ async def test_the_owner_cancels_an_order_in_flight_as_customer_request():
     uow = FakeOrdersUoW()
     cmd = command()
     await place(uow, cmd)
-    await handlers.on_stock_reserved(StockReserved(order_id=cmd.order_id, lines=()), ENV, uow)
+    await deliver(handlers.on_stock_reserved, StockReserved(order_id=cmd.order_id, lines=()), ENV, uow)
     answer = await handlers.cancel_order(
         CancelOrder(order_id=cmd.order_id, requested_by=cmd.customer_id), uow, render=render
     )
@@ -84,7 +84,7 @@ async def test_a_confirmed_order_can_be_cancelled_which_asks_for_a_refund_and_re
     uow = FakeOrdersUoW()
     cmd = command()
     await place(uow, cmd)
-    await handlers.on_payment_captured(captured(cmd.order_id), ENV, uow)
+    await deliver(handlers.on_payment_captured, captured(cmd.order_id), ENV, uow)
     await handlers.cancel_order(
         CancelOrder(order_id=cmd.order_id, requested_by=cmd.customer_id), uow, render=render
     )
@@ -150,6 +150,7 @@ def test_the_deadline_is_set_from_the_saga_timeout():
         order_id=uuid4(),
         customer_id=uuid4(),
         customer_email=None,
+        payment_token="tok_visa",
         lines=[],
         currency="USD",
         at=at,

@@ -2,7 +2,7 @@ from datetime import timedelta
 from uuid import uuid4
 
 import pytest
-from orders_fakes import FakeOrdersUoW, FakePriceList
+from orders_fakes import FakeOrdersUoW, FakePriceList, bus_for, deliver
 
 from emporium_events.contracts import (
     PaymentCaptured,
@@ -39,9 +39,7 @@ TIMEOUT = timedelta(seconds=30)
 
 
 async def place(cmd, uow, catalog=CATALOG):
-    answer = await handlers.place_order(
-        cmd, uow, catalog, saga_timeout=TIMEOUT, render=lambda o: {"id": str(o.id)}
-    )
+    answer = await bus_for(uow, catalog, saga_timeout=TIMEOUT, render=lambda o: {"id": str(o.id)}).handle(cmd)
     return uow.orders.rows.get(cmd.order_id), answer
 
 
@@ -78,9 +76,12 @@ async def test_products_in_two_currencies_cannot_share_an_order():
 async def test_a_captured_payment_confirms_the_order_and_publishes_order_confirmed():
     uow = FakeOrdersUoW()
     order = await placed_order(uow)
-    await handlers.on_stock_reserved(StockReserved(order_id=order.id, lines=()), ENV, uow)
-    await handlers.on_payment_captured(
-        PaymentCaptured(order_id=order.id, payment_id=uuid4(), amount_cents=2999, currency="USD"), ENV, uow
+    await deliver(handlers.on_stock_reserved, StockReserved(order_id=order.id, lines=()), ENV, uow)
+    await deliver(
+        handlers.on_payment_captured,
+        PaymentCaptured(order_id=order.id, payment_id=uuid4(), amount_cents=2999, currency="USD"),
+        ENV,
+        uow,
     )
     stored = uow.orders.rows[order.id]
     assert stored.status is OrderStatus.CONFIRMED
@@ -91,18 +92,24 @@ async def test_a_captured_payment_confirms_the_order_and_publishes_order_confirm
 async def test_a_capture_read_before_the_reservation_still_confirms_and_the_late_reservation_changes_nothing():
     uow = FakeOrdersUoW()
     order = await placed_order(uow)
-    await handlers.on_payment_captured(
-        PaymentCaptured(order_id=order.id, payment_id=uuid4(), amount_cents=2999, currency="USD"), ENV, uow
+    await deliver(
+        handlers.on_payment_captured,
+        PaymentCaptured(order_id=order.id, payment_id=uuid4(), amount_cents=2999, currency="USD"),
+        ENV,
+        uow,
     )
-    await handlers.on_stock_reserved(StockReserved(order_id=order.id, lines=()), ENV, uow)
+    await deliver(handlers.on_stock_reserved, StockReserved(order_id=order.id, lines=()), ENV, uow)
     assert uow.orders.rows[order.id].status is OrderStatus.CONFIRMED
 
 
 async def test_a_failed_reservation_cancels_the_order_as_out_of_stock():
     uow = FakeOrdersUoW()
     order = await placed_order(uow)
-    await handlers.on_stock_reservation_failed(
-        StockReservationFailed(order_id=order.id, reason="OUT_OF_STOCK"), ENV, uow
+    await deliver(
+        handlers.on_stock_reservation_failed,
+        StockReservationFailed(order_id=order.id, reason="OUT_OF_STOCK"),
+        ENV,
+        uow,
     )
     stored = uow.orders.rows[order.id]
     assert (stored.status, stored.cancel_reason) == (OrderStatus.CANCELLED, "OUT_OF_STOCK")
@@ -117,10 +124,15 @@ async def test_a_failed_reservation_cancels_the_order_as_out_of_stock():
 async def test_a_declined_payment_cancels_the_order_and_asks_for_compensation():
     uow = FakeOrdersUoW()
     order = await placed_order(uow)
-    await handlers.on_stock_reserved(StockReserved(order_id=order.id, lines=()), ENV, uow)
-    await handlers.on_payment_failed(PaymentFailed(order_id=order.id, reason="PAYMENT_DECLINED"), ENV, uow)
-    await handlers.on_compensated(
-        StockReleased(order_id=order.id, lines=(StockLine(product_id=MUG.product_id, quantity=2),)), ENV, uow
+    await deliver(handlers.on_stock_reserved, StockReserved(order_id=order.id, lines=()), ENV, uow)
+    await deliver(
+        handlers.on_payment_failed, PaymentFailed(order_id=order.id, reason="PAYMENT_DECLINED"), ENV, uow
+    )
+    await deliver(
+        handlers.on_compensated,
+        StockReleased(order_id=order.id, lines=(StockLine(product_id=MUG.product_id, quantity=2),)),
+        ENV,
+        uow,
     )
     stored = uow.orders.rows[order.id]
     assert (stored.status, stored.cancel_reason) == (OrderStatus.CANCELLED, "PAYMENT_DECLINED")
@@ -131,10 +143,17 @@ async def test_a_declined_payment_cancels_the_order_and_asks_for_compensation():
 async def test_replies_after_the_saga_ended_change_nothing_and_publish_nothing():
     uow = FakeOrdersUoW()
     order = await placed_order(uow)
-    await handlers.on_payment_failed(PaymentFailed(order_id=order.id, reason="PAYMENT_DECLINED"), ENV, uow)
-    await handlers.on_payment_failed(PaymentFailed(order_id=order.id, reason="PAYMENT_DECLINED"), ENV, uow)
-    await handlers.on_payment_captured(
-        PaymentCaptured(order_id=order.id, payment_id=uuid4(), amount_cents=1, currency="USD"), ENV, uow
+    await deliver(
+        handlers.on_payment_failed, PaymentFailed(order_id=order.id, reason="PAYMENT_DECLINED"), ENV, uow
+    )
+    await deliver(
+        handlers.on_payment_failed, PaymentFailed(order_id=order.id, reason="PAYMENT_DECLINED"), ENV, uow
+    )
+    await deliver(
+        handlers.on_payment_captured,
+        PaymentCaptured(order_id=order.id, payment_id=uuid4(), amount_cents=1, currency="USD"),
+        ENV,
+        uow,
     )
     assert uow.orders.rows[order.id].status is OrderStatus.CANCELLED
     assert uow.published_types() == ["OrderPlaced", "OrderCancelled"]
@@ -142,7 +161,10 @@ async def test_replies_after_the_saga_ended_change_nothing_and_publish_nothing()
 
 async def test_a_reply_for_an_order_this_service_never_stored_is_ignored():
     uow = FakeOrdersUoW()
-    await handlers.on_payment_captured(
-        PaymentCaptured(order_id=uuid4(), payment_id=uuid4(), amount_cents=1, currency="USD"), ENV, uow
+    await deliver(
+        handlers.on_payment_captured,
+        PaymentCaptured(order_id=uuid4(), payment_id=uuid4(), amount_cents=1, currency="USD"),
+        ENV,
+        uow,
     )
     assert uow.published == []

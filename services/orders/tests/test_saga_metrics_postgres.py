@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from emporium_events.bus import Delivery
 from emporium_events.contracts import PaymentCaptured, PaymentFailed, ProductCreated
 from emporium_events.envelope import Envelope
 from emporium_kit.db import make_session_factory
@@ -28,7 +29,7 @@ async def sessions(databases):
     engine = create_async_engine(url)
     sessions = make_session_factory(engine)
     event = ProductCreated(product_id=PRODUCT, sku="LAMP", name="Lamp", price_cents=1999, currency="USD")
-    await deliver(sessions, event, handlers.on_product_priced)
+    await deliver(sessions, event, handlers.EVENTS[event.event_type])
     yield sessions
     await engine.dispose()
 
@@ -42,7 +43,7 @@ async def deliver(sessions, event, handler, envelope=None, *, commit=True) -> En
     envelope = envelope or Envelope.wrap(event, producer="test", aggregate_id="x")
     async with uow(sessions) as u:
         if await u.claim(consumer="orders", envelope=envelope):
-            await handler(event, envelope, u)
+            await handler([Delivery(event, envelope)], u)
         if commit:
             await u.commit()
     return envelope
@@ -58,6 +59,7 @@ async def placed(sessions, timeout=timedelta(seconds=30)):
     )
     async with uow(sessions) as u:
         await handlers.place_order(cmd, u, None, saga_timeout=timeout, render=lambda order: {})
+        await u.commit()
     return cmd  # placed in our price copy: the catalog (None) is never asked
 
 
@@ -115,6 +117,7 @@ async def test_cancelling_a_confirmed_order_is_a_refund_not_a_second_saga_outcom
         await handlers.cancel_order(
             CancelOrder(order_id=cmd.order_id, requested_by=cmd.customer_id), u, render=lambda order: {}
         )
+        await u.commit()
 
     assert (outcomes("confirmed"), outcomes("cancelled", "CUSTOMER_REQUEST"), completions()) == (
         confirmed,

@@ -33,6 +33,7 @@ class OrderSaga(RuleBasedStateMachine):
             at=START,
             lines=[Line(product_id=uuid4(), sku="S", name="N", quantity=2, unit_price_cents=500)],
             saga_timeout=TIMEOUT,
+            payment_token="tok_visa",
         )
         self.now = START
         self.confirmations = 0

@@ -24,7 +24,11 @@ class FakeUnitOfWork:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
+    async def collect(self) -> None:
+        return None
+
     async def commit(self) -> None:
+        await self.collect()
         self.committed += 1
 
     async def rollback(self) -> None:

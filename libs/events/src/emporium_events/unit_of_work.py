@@ -61,10 +61,15 @@ class UnitOfWork:
         await outbox.append(self.session, rows)
         self._written += len(rows)
 
+    async def collect(self) -> None:
+        """Before the commit: a service's unit of work writes its repositories' changes here
+        and publishes the events its aggregates recorded (mapped to contracts in one place)."""
+
     async def commit(self) -> None:
-        """Write the outbox rows, commit, then tell the service how many events it wrote (to
-        wake the outbox relay)."""
+        """Collect, write the outbox rows, commit, then tell the service how many events it
+        wrote (to wake the outbox relay)."""
         self._written = 0
+        await self.collect()
         await self.flush()
         await self.session.commit()
         crash_point("uow.after_commit")

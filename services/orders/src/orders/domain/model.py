@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from orders.domain.events import Cancelled, Confirmed, DomainEvent, Placed
+
 
 class OrderStatus(enum.StrEnum):
     PENDING = "PENDING"  # accepted; waiting for inventory
@@ -107,6 +109,7 @@ class Order:
     history: list[HistoryEntry] = field(default_factory=list)
     new_history: list[HistoryEntry] = field(default_factory=list, repr=False)
     saga_ended: SagaEnded | None = field(default=None, repr=False, compare=False)
+    events: list[DomainEvent] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def place(
@@ -119,6 +122,7 @@ class Order:
         currency: str,
         at: datetime,
         saga_timeout: timedelta,
+        payment_token: str,
         idempotency_key: str | None = None,
     ) -> Order:
         order = cls(
@@ -134,6 +138,7 @@ class Order:
             idempotency_key=idempotency_key,
         )
         order._record(OrderStatus.PENDING.value, at)
+        order.events.append(Placed(payment_token=payment_token))
         return order
 
     @property
@@ -161,6 +166,7 @@ class Order:
             self.cancel(CancelReason.TIMEOUT, at)
             return Outcome.CANCELLED
         self._move(OrderStatus.CONFIRMED, at)
+        self.events.append(Confirmed())
         return Outcome.CONFIRMED
 
     def overdue(self, at: datetime) -> bool:
@@ -187,6 +193,7 @@ class Order:
     def _cancelled(self, reason: str, at: datetime) -> None:
         self.cancel_reason = reason
         self._move(OrderStatus.CANCELLED, at, note=reason)
+        self.events.append(Cancelled(reason=reason))
 
     def note(self, what: str, at: datetime) -> None:
         """A step of the saga that does not change the status (a compensation done, say)."""

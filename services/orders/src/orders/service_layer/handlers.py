@@ -7,24 +7,19 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from emporium_events.bus import BatchHandler, one_by_one
+from emporium_events.bus import BatchHandler, Delivery, one_by_one
 from emporium_events.contracts import (
-    OrderCancelled,
-    OrderConfirmed,
-    OrderLine,
-    OrderPlaced,
     PaymentCaptured,
     PaymentFailed,
     PaymentRefunded,
     ProductCreated,
     ProductUpdated,
-    StockLine,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -90,7 +85,6 @@ async def _answer(
         await uow.idempotency.record(
             customer_id=customer_id, key=idem.key, status_code=answer.status_code, response=answer.body
         )
-    await uow.commit()
     return answer
 
 
@@ -127,31 +121,10 @@ async def place_order(
         currency=currencies.pop(),
         at=_now(),
         saga_timeout=saga_timeout,
+        payment_token=cmd.payment_token,
         idempotency_key=cmd.idempotency.key if cmd.idempotency else None,
     )
-    await uow.orders.add(order)
-    uow.publish(
-        OrderPlaced(
-            order_id=order.id,
-            customer_id=order.customer_id,
-            customer_email=order.customer_email,
-            lines=tuple(
-                OrderLine(
-                    product_id=li.product_id,
-                    sku=li.sku,
-                    quantity=li.quantity,
-                    unit_price_cents=li.unit_price_cents,
-                )
-                for li in order.lines
-            ),
-            total_cents=order.total_cents,
-            currency=order.currency,
-            payment_token=cmd.payment_token,
-            placed_at=order.created_at,
-            idempotency_key=order.idempotency_key,
-        ),
-        aggregate_id=order.id,
-    )
+    uow.orders.add(order)
     return await _answer(uow, cmd.customer_id, cmd.idempotency, Answer(202, render(order)))
 
 
@@ -163,20 +136,18 @@ async def cancel_order(cmd: CancelOrder, uow: OrdersUnitOfWork, *, render: Rende
     if order is None or (order.customer_id != cmd.requested_by and not cmd.by_admin):
         raise OrderNotFound(cmd.order_id)
     order.cancel_on_request(_now())
-    await uow.orders.save(order)
-    await _publish_cancelled(order, uow)
+    uow.orders.save(order)
     return await _answer(uow, cmd.requested_by, cmd.idempotency, Answer(200, render(order)))
 
 
 async def expire_overdue(cmd: ExpireOverdue, uow: OrdersUnitOfWork) -> int:
     """Cancel (TIMEOUT) every order whose saga outlived its deadline; returns how many."""
     now = _now()
+    ids = await uow.orders.overdue_ids(now=now, limit=cmd.limit)
     expired = 0
-    for order_id in await uow.orders.overdue_ids(now=now, limit=cmd.limit):
-        order = await uow.orders.get_for_update(order_id=order_id)
-        if order is not None and order.expire(now):
-            await uow.orders.save(order)
-            await _publish_cancelled(order, uow)
+    for order in (await uow.orders.get_many_for_update(order_ids=ids)).values():
+        if order.expire(now):
+            uow.orders.save(order)
             expired += 1
     return expired
 
@@ -185,79 +156,51 @@ async def forget_idempotency_keys(cmd: ForgetIdempotencyKeys, uow: OrdersUnitOfW
     return await uow.idempotency.purge(older_than=_now() - cmd.older_than)
 
 
-async def on_stock_reserved(event: StockReserved, _: Envelope, uow: OrdersUnitOfWork) -> None:
-    order = await uow.orders.get_for_update(order_id=event.order_id)
-    if order is not None and order.stock_reserved(_now()):
-        await uow.orders.save(order)
+# The saga's replies, a batch of one event type at a time (each order at most once). Every
+# change is saved with the reply that caused it; the unit of work publishes what follows.
+
+Step = Callable[[Order, Any, datetime], bool]
+
+
+async def _apply(deliveries: Sequence[Delivery[Any]], uow: OrdersUnitOfWork, step: Step) -> None:
+    """Load the batch's orders with one statement, apply ``step`` to each, save those it changed."""
+    found = await uow.orders.get_many_for_update(order_ids=[d.event.order_id for d in deliveries])
+    now = _now()
+    for delivery in deliveries:
+        order = found.get(delivery.event.order_id)
+        if order is not None and step(order, delivery.event, now):
+            uow.orders.save(order, cause=delivery)
+
+
+async def on_stock_reserved(deliveries: Sequence[Delivery[StockReserved]], uow: OrdersUnitOfWork) -> None:
+    await _apply(deliveries, uow, lambda order, _, now: order.stock_reserved(now))
 
 
 async def on_stock_reservation_failed(
-    event: StockReservationFailed, _: Envelope, uow: OrdersUnitOfWork
+    deliveries: Sequence[Delivery[StockReservationFailed]], uow: OrdersUnitOfWork
 ) -> None:
-    await _cancel(event.order_id, CancelReason.OUT_OF_STOCK, uow)
+    await _apply(deliveries, uow, lambda order, _, now: order.cancel(CancelReason.OUT_OF_STOCK.value, now))
 
 
-async def on_payment_failed(event: PaymentFailed, _: Envelope, uow: OrdersUnitOfWork) -> None:
-    await _cancel(event.order_id, CancelReason.PAYMENT_DECLINED, uow)
-
-
-async def on_payment_captured(event: PaymentCaptured, _: Envelope, uow: OrdersUnitOfWork) -> None:
-    order = await uow.orders.get_for_update(order_id=event.order_id)
-    if order is None:
-        return
-    outcome = order.payment_captured(_now())
-    if outcome is Outcome.NOTHING:
-        return
-    await uow.orders.save(order)
-    if outcome is Outcome.CANCELLED:
-        await _publish_cancelled(order, uow)
-        return
-    uow.publish(
-        OrderConfirmed(
-            order_id=order.id,
-            customer_id=order.customer_id,
-            customer_email=order.customer_email,
-            lines=_stock_lines(order),
-            total_cents=order.total_cents,
-            currency=order.currency,
-        ),
-        aggregate_id=order.id,
+async def on_payment_failed(deliveries: Sequence[Delivery[PaymentFailed]], uow: OrdersUnitOfWork) -> None:
+    await _apply(
+        deliveries, uow, lambda order, _, now: order.cancel(CancelReason.PAYMENT_DECLINED.value, now)
     )
 
 
-async def on_compensated(event: StockReleased | PaymentRefunded, _: Envelope, uow: OrdersUnitOfWork) -> None:
-    order = await uow.orders.get_for_update(order_id=event.order_id)
-    if order is not None:
-        order.note("STOCK_RELEASED" if isinstance(event, StockReleased) else "PAYMENT_REFUNDED", _now())
-        await uow.orders.save(order)
+async def on_payment_captured(deliveries: Sequence[Delivery[PaymentCaptured]], uow: OrdersUnitOfWork) -> None:
+    await _apply(deliveries, uow, lambda order, _, now: order.payment_captured(now) is not Outcome.NOTHING)
 
 
-async def _cancel(order_id: UUID, reason: CancelReason, uow: OrdersUnitOfWork) -> None:
-    order = await uow.orders.get_for_update(order_id=order_id)
-    if order is None or not order.cancel(reason.value, _now()):
-        return
-    await uow.orders.save(order)
-    await _publish_cancelled(order, uow)
+def _compensated(order: Order, event: StockReleased | PaymentRefunded, now: datetime) -> bool:
+    order.note("STOCK_RELEASED" if isinstance(event, StockReleased) else "PAYMENT_REFUNDED", now)
+    return True
 
 
-async def _publish_cancelled(order: Order, uow: OrdersUnitOfWork) -> None:
-    assert order.cancel_reason is not None
-    uow.publish(
-        OrderCancelled(
-            order_id=order.id,
-            customer_id=order.customer_id,
-            customer_email=order.customer_email,
-            lines=_stock_lines(order),
-            reason=order.cancel_reason,
-            total_cents=order.total_cents,
-            currency=order.currency,
-        ),
-        aggregate_id=order.id,
-    )
-
-
-def _stock_lines(order: Order) -> tuple[StockLine, ...]:
-    return tuple(StockLine(product_id=li.product_id, quantity=li.quantity) for li in order.lines)
+async def on_compensated(
+    deliveries: Sequence[Delivery[StockReleased | PaymentRefunded]], uow: OrdersUnitOfWork
+) -> None:
+    await _apply(deliveries, uow, _compensated)
 
 
 async def on_product_priced(
@@ -284,10 +227,10 @@ COMMANDS: dict[type, Callable[..., Awaitable[Any]]] = {
 EVENTS: dict[str, BatchHandler] = {
     ProductCreated.event_type: one_by_one(on_product_priced),
     ProductUpdated.event_type: one_by_one(on_product_priced),
-    StockReserved.event_type: one_by_one(on_stock_reserved),
-    StockReservationFailed.event_type: one_by_one(on_stock_reservation_failed),
-    PaymentCaptured.event_type: one_by_one(on_payment_captured),
-    PaymentFailed.event_type: one_by_one(on_payment_failed),
-    StockReleased.event_type: one_by_one(on_compensated),
-    PaymentRefunded.event_type: one_by_one(on_compensated),
+    StockReserved.event_type: on_stock_reserved,
+    StockReservationFailed.event_type: on_stock_reservation_failed,
+    PaymentCaptured.event_type: on_payment_captured,
+    PaymentFailed.event_type: on_payment_failed,
+    StockReleased.event_type: on_compensated,
+    PaymentRefunded.event_type: on_compensated,
 }

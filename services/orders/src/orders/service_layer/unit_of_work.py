@@ -5,6 +5,7 @@ from typing import Self
 from emporium_events.unit_of_work import UnitOfWork
 from orders.adapters.metrics import SagaMetrics
 from orders.adapters.repository import CatalogPrices, IdempotencyKeys, OrderRepository
+from orders.service_layer import messages
 
 
 class OrdersUnitOfWork(UnitOfWork):
@@ -19,12 +20,20 @@ class OrdersUnitOfWork(UnitOfWork):
         self.prices = CatalogPrices(self.session)
         return self
 
+    async def collect(self) -> None:
+        """Each order's recorded events become contracts in the outbox, caused by the event
+        that changed the order; then the orders are written."""
+        events, self.orders.events = self.orders.events, []
+        for order, event, cause in events:
+            self.publish(messages.contract(order, event), aggregate_id=order.id, cause=cause)
+        await self.orders.write()
+
     async def commit(self) -> None:
         """Commit, then count the sagas that ended in it: only a committed transition counts,
         and a redelivered reply finds the order already ended (and is skipped by the inbox)."""
         await super().commit()
-        saved, self.orders.saved = self.orders.saved, []
-        for order in {id(order): order for order in saved}.values():  # saved twice, counted once
+        seen, self.orders.seen = self.orders.seen, {}
+        for order in seen.values():
             if order.saga_ended is not None:
                 SagaMetrics.for_registry().saga_ended(order.saga_ended)
                 order.saga_ended = None
