@@ -34,6 +34,23 @@ class Payment:
     client_key: str | None = None  # the customer's Idempotency-Key for the order, if any
     provider_key: str | None = None
 
+    def record_order(
+        self,
+        *,
+        customer_id: UUID,
+        amount_cents: int,
+        currency: str,
+        payment_token: str,
+        client_key: str | None,
+    ) -> None:
+        """The order's details: who pays what, with which card."""
+        self.customer_id, self.amount_cents, self.currency = customer_id, amount_cents, currency
+        self.payment_token, self.client_key = payment_token, client_key
+
+    def record_reservation(self) -> None:
+        """The order's stock is reserved: the other fact a charge waits for."""
+        self.stock_reserved = True
+
     @property
     def ready_to_charge(self) -> bool:
         return (
@@ -51,6 +68,10 @@ class Payment:
         if self.provider_key is None:
             self.provider_key = f"charge:{self.order_id}"
         return self.provider_key
+
+    def refund_key(self) -> str:
+        """The provider's idempotency key for the refund: one refund per order."""
+        return f"refund:{self.order_id}"
 
     def captured(self, charge_id: str) -> None:
         self.status, self.provider_charge_id = PaymentStatus.CAPTURED, charge_id
