@@ -63,3 +63,34 @@ def create_dead_letters_table_v1(op: Any) -> None:
 
 def drop_dead_letters_table_v1(op: Any) -> None:
     op.drop_table("dead_letters")
+
+
+# The retention purge's indexes (emporium_events.retention), as in tables.py.
+_RETENTION_INDEXES_V1 = (
+    ("outbox_sent_at", "outbox", "sent_at", "sent_at IS NOT NULL"),
+    ("inbox_processed_at", "inbox", "processed_at", None),
+    ("dead_letters_replayed_at", "dead_letters", "replayed_at", "replayed_at IS NOT NULL"),
+)
+
+
+def create_retention_indexes_v1(op: Any) -> None:
+    """Built ``CONCURRENTLY``, outside the migration's transaction: a plain ``CREATE INDEX`` holds
+    a SHARE lock, which stops every insert into the inbox (the consumers) and every update of the
+    outbox (the relay) for as long as the build of a table of many days takes. Each is dropped
+    first if it exists: an interrupted concurrent build leaves an invalid index behind."""
+    with op.get_context().autocommit_block():
+        for name, table, column, where in _RETENTION_INDEXES_V1:
+            op.drop_index(name, table_name=table, if_exists=True, postgresql_concurrently=True)
+            op.create_index(
+                name,
+                table,
+                [column],
+                postgresql_where=sa.text(where) if where else None,
+                postgresql_concurrently=True,
+            )
+
+
+def drop_retention_indexes_v1(op: Any) -> None:
+    with op.get_context().autocommit_block():
+        for name, table, _, _ in reversed(_RETENTION_INDEXES_V1):
+            op.drop_index(name, table_name=table, if_exists=True, postgresql_concurrently=True)

@@ -24,6 +24,9 @@ outbox = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
     sa.Index("outbox_unsent", "id", postgresql_where=sa.text("sent_at IS NULL")),
+    # The retention purge's (emporium_events.retention). Partial: a row gets its entry when the
+    # relay marks it sent (an update that is never HOT anyway), so an insert pays nothing.
+    sa.Index("outbox_sent_at", "sent_at", postgresql_where=sa.text("sent_at IS NOT NULL")),
 )
 
 inbox = sa.Table(
@@ -33,6 +36,8 @@ inbox = sa.Table(
     sa.Column("event_id", sa.Uuid, primary_key=True),
     sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # The retention purge's; a right-edge insert per claimed event (~95 B of WAL a row, measured).
+    sa.Index("inbox_processed_at", "processed_at"),
 )
 
 dead_letters = sa.Table(
@@ -51,4 +56,6 @@ dead_letters = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("replayed_at", sa.DateTime(timezone=True)),
+    # The retention purge's: only replayed letters are ever purged, and only they are indexed.
+    sa.Index("dead_letters_replayed_at", "replayed_at", postgresql_where=sa.text("replayed_at IS NOT NULL")),
 )

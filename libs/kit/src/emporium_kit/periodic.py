@@ -13,12 +13,16 @@ log = logging.getLogger(__name__)
 
 class Periodic:
     """Runs ``job()`` every ``interval`` seconds; a database outage is logged and retried on the
-    next tick. A runtime resource: started and stopped with the service."""
+    next tick. A runtime resource: started and stopped with the service. ``logs_itself``: the
+    job writes its own line when it did something (say, one with more to say than a count)."""
 
-    def __init__(self, name: str, job: Callable[[], Awaitable[int]], *, interval: float) -> None:
+    def __init__(
+        self, name: str, job: Callable[[], Awaitable[int]], *, interval: float, logs_itself: bool = False
+    ) -> None:
         self.name = name
         self._job = job
         self._interval = interval
+        self._logs_itself = logs_itself
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -33,7 +37,7 @@ class Periodic:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                if done := await self._job():
+                if (done := await self._job()) and not self._logs_itself:
                     log.info("%s: %d done", self.name, done)
             except asyncio.CancelledError:
                 raise

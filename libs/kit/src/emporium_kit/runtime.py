@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -25,9 +26,11 @@ from emporium_events.bus import BatchHandler, MessageBus
 from emporium_events.kafka import EventConsumer, make_producer
 from emporium_events.metrics import MessagingMetrics
 from emporium_events.relay import OutboxRelay
+from emporium_events.retention import MessagingRetention, RetentionMetrics
 from emporium_events.unit_of_work import UnitOfWork
 from emporium_kit import admin, observability, problems
 from emporium_kit.db import make_engine, make_session_factory
+from emporium_kit.periodic import Periodic
 from emporium_kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class Runtime(Generic[U]):
     commit_hooks: list[Callable[[], None]] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _running: list[EventConsumer] = field(default_factory=list)
+    _retention: Periodic | None = None
     kafka_connected: bool = False
 
     async def start(self) -> None:
@@ -87,7 +91,25 @@ class Runtime(Generic[U]):
         )
         for resource in self.resources:
             await resource.start()
+        if self.settings.retention_sweep_seconds > 0:  # every replica, Kafka or not (see retention)
+            self._retention = self._retention_job()
+            await self._retention.start()
         self._tasks.append(asyncio.create_task(self._connect(), name=f"{self.service}-kafka"))
+
+    def _retention_job(self) -> Periodic:
+        retention = MessagingRetention(
+            self.session_factory,
+            metrics=RetentionMetrics.for_service(self.service),
+            outbox_window=timedelta(hours=self.settings.outbox_retention_hours),
+            inbox_window=timedelta(hours=self.settings.inbox_retention_hours),
+            batch_size=self.settings.retention_batch_size,
+        )
+        return Periodic(
+            "messaging-retention",
+            retention.sweep,
+            interval=self.settings.retention_sweep_seconds,
+            logs_itself=True,
+        )
 
     def uow(self) -> U:
         return self.uow_class(self.session_factory, producer_name=self.service, on_commit=self._committed)
@@ -168,6 +190,8 @@ class Runtime(Generic[U]):
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=STOP_STEP_SECONDS)
         steps = [consumer.stop() for consumer in self._running]
+        if self._retention is not None:
+            steps.append(self._retention.stop())
         if self.kafka_connected:
             steps.append(self.producer.stop())
         steps += [resource.stop() for resource in reversed(self.resources)]

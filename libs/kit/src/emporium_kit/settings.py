@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +24,17 @@ class ServiceSettings(ProcessSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     relay_sweep_seconds: float = 1.0
+    # Retention of the messaging tables (emporium_events.retention, README "Retention").
+    # Sent outbox rows: nothing reads them again, and the orders outbox holds payment tokens.
+    outbox_retention_hours: float = Field(default=1.0, gt=0)
+    # Inbox rows (and replayed dead letters). The rule: at least the longest a record stays
+    # readable on any topic the service consumes, retention.ms + segment.ms (Kafka deletes whole
+    # segments): 7 + 7 days with the broker's defaults, which every topic here has; 15 days is a
+    # day's margin. Shorter, and a group that rereads its topics (its offsets expired or reset)
+    # handles again every event whose inbox row is gone. Lengthen it with the topics' retention.
+    inbox_retention_hours: float = Field(default=15 * 24.0, gt=0)
+    retention_sweep_seconds: float = Field(default=60.0, ge=0)  # 0: never purge
+    retention_batch_size: int = Field(default=1000, ge=1)  # rows per delete, each its own transaction
 
 
 def env_prefix(service: str) -> SettingsConfigDict:
