@@ -7,6 +7,7 @@ import base64
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -94,7 +95,9 @@ class EventConsumer:
         max_attempts: int = 5,
         base_backoff: float = 0.05,
         max_batch: int = 200,
-        tx_batch: int = 50,
+        tx_batch: int = 200,
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 500,
         commit_interval: float = 0.25,
     ) -> None:
         self.name = name
@@ -109,6 +112,7 @@ class EventConsumer:
         self._max_batch = max_batch
         self._tx_batch = tx_batch
         self._commit_interval = commit_interval
+        self._fetch = {"fetch_min_bytes": fetch_min_bytes, "fetch_max_wait_ms": fetch_max_wait_ms}
         self._pending: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}  # next offset to take, per partition polled
         self._lag_series: dict[TopicPartition, Any] = {}  # the gauge's child per partition, made once
@@ -134,6 +138,7 @@ class EventConsumer:
             isolation_level="read_committed",
             max_poll_interval_ms=300_000,
             metadata_max_age_ms=5_000,
+            **self._fetch,
         )
         await self._consumer.start()
 
@@ -295,9 +300,16 @@ class EventConsumer:
         for position, outcome in zip(positions, handled, strict=True):
             outcomes[position] = outcome
         each = (time.perf_counter() - started) / len(parsed)
-        for (record, _, _), outcome in zip(parsed, outcomes, strict=True):
-            self._metrics.consumed.labels(record.topic, _event_type(record), outcome).inc()
-            self._metrics.handle_seconds.labels(record.topic).observe(each)
+        counts = Counter(
+            (record.topic, envelope.event_type, outcome)
+            for (record, envelope, _), outcome in zip(parsed, outcomes, strict=True)
+        )
+        for (topic, event_type, outcome), n in counts.items():  # per batch, not per record
+            self._metrics.consumed.labels(topic, event_type, outcome).inc(n)
+        for topic, n in Counter(record.topic for record, _, _ in parsed).items():
+            histogram = self._metrics.handle_seconds.labels(topic)
+            for _ in range(n):  # a histogram has no weighted observe: each record's share
+                histogram.observe(each)
         return []
 
     def _batch_span(self, parsed: list[tuple[ConsumerRecord[bytes, bytes], Envelope, Event | None]]) -> Any:

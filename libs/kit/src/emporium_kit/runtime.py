@@ -138,6 +138,10 @@ class Runtime(Generic[U]):
                 bootstrap=self.settings.kafka_bootstrap,
                 topics=spec.topics,
                 bus=self.bus,
+                max_batch=self.settings.consumer_max_records,
+                tx_batch=self.settings.consumer_max_records,
+                fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
+                fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
                 producer=self.producer,
                 metrics=self.metrics,
             )

@@ -35,6 +35,12 @@ class ServiceSettings(ProcessSettings):
     inbox_retention_hours: float = Field(default=15 * 24.0, gt=0)
     retention_sweep_seconds: float = Field(default=60.0, ge=0)  # 0: never purge
     retention_batch_size: int = Field(default=1000, ge=1)  # rows per delete, each its own transaction
+    # The consumers' fetches (README "Tuning"): the broker answers a fetch once it has
+    # ``fetch_min_bytes`` for us or ``fetch_max_wait_ms`` passed; a poll hands over at most
+    # ``max_records`` records, which the bus handles as one batch (one transaction).
+    consumer_fetch_min_bytes: int = Field(default=1, ge=1, le=1_048_576)
+    consumer_fetch_max_wait_ms: int = Field(default=500, ge=0, le=10_000)
+    consumer_max_records: int = Field(default=200, ge=1, le=10_000)
 
 
 def env_prefix(service: str) -> SettingsConfigDict:
