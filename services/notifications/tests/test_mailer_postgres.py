@@ -1,29 +1,50 @@
 """The SMTP sender against real PostgreSQL and a real SMTP server (the devstack's sink)."""
 
 import asyncio
+from datetime import timedelta
+from email import message_from_bytes
 from uuid import uuid4
 
-import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from emporium_devstack.ports import free_port
 from emporium_devstack.smtp import SmtpSink
-from emporium_kit.db import make_session_factory
-from emporium_kit.migrations import folder, upgrade
 from notifications.adapters.mailer import SmtpSender
 from notifications.adapters.orm import notifications as n
+from notifications.adapters.repository import MailQueue
 
-MIGRATIONS = folder("notifications")
+
+class DroppingSink(SmtpSink):
+    """A sink that cuts the connection when the ``drop_at``-th message has been sent to it,
+    before storing it or answering; ``then_refuse`` also stops it taking connections."""
+
+    def __init__(self, *, drop_at: int, then_refuse: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._drop_at, self._then_refuse, self._offered = drop_at, then_refuse, 0
+
+    def _store(self, mail_from, rcpt_to, body):
+        self._offered += 1
+        if self._offered == self._drop_at:
+            if self._then_refuse and self._server is not None:
+                self._server.close()
+            raise ConnectionResetError("the sink drops the session")
+        return super()._store(mail_from, rcpt_to, body)
 
 
-@pytest.fixture
-async def sessions(databases):
-    url = databases.create("notifications")
-    await asyncio.to_thread(upgrade, url, MIGRATIONS)
-    engine = create_async_engine(url)
-    yield make_session_factory(engine)
-    await engine.dispose()
+class StallingSink(SmtpSink):
+    """A sink that never finishes reading the ``stall_at``-th message."""
+
+    def __init__(self, *, stall_at: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._stall_at, self._offered = stall_at, 0
+        self.stalled = asyncio.Event()
+
+    async def _read_data(self, reader):
+        self._offered += 1
+        if self._offered == self._stall_at:
+            self.stalled.set()
+            await asyncio.Event().wait()
+        return await super()._read_data(reader)
 
 
 async def pending(sessions, count: int) -> None:
@@ -35,7 +56,7 @@ async def pending(sessions, count: int) -> None:
                     "id": uuid4(),
                     "customer_id": uuid4(),
                     "order_id": uuid4(),
-                    "type": "ORDER_CONFIRMED",
+                    "type": "order_confirmed",
                     "subject": f"Order {i} confirmed",
                     "body": "Thank you.",
                     "email_to": f"c{i}@example.com",
@@ -53,22 +74,150 @@ async def statuses(sessions) -> list[tuple[str, int]]:
         )
 
 
-async def test_every_due_mail_is_sent_over_one_connection_and_marked_sent(sessions, tmp_path):
-    await pending(sessions, 5)
-    async with SmtpSink(maildir=tmp_path / "mail") as sink:
-        sender = SmtpSender(
-            host=sink.host, port=sink.port, sender="shop@example.com", sessions=lambda: sessions
+async def time_passes(sessions) -> None:
+    """Every pending mail's backoff ends now."""
+    async with sessions() as s, s.begin():
+        await s.execute(
+            sa.update(n).where(n.c.email_status == "PENDING").values(next_attempt_at=sa.func.now())
         )
-        assert await sender.send_due() == 5
-        assert len(sink.messages()) == 5
-        assert sink.connections == 1
-    assert await statuses(sessions) == [("SENT", 1)] * 5
+
+
+def subjects(*sinks: SmtpSink) -> list[str]:
+    return [message_from_bytes(p.read_bytes())["Subject"] for sink in sinks for p in sink.messages()]
+
+
+def sender_for(sessions, sink_or_port, **kwargs) -> SmtpSender:
+    port = sink_or_port if isinstance(sink_or_port, int) else sink_or_port.port
+    return SmtpSender(
+        host="127.0.0.1", port=port, sender="shop@example.com", sessions=lambda: sessions, **kwargs
+    )
+
+
+async def test_twenty_mails_go_out_over_one_smtp_session_and_are_marked_sent_by_one_statement(
+    sessions, round_trips, tmp_path
+):
+    await pending(sessions, 20)
+    counted = round_trips()
+    async with SmtpSink(maildir=tmp_path / "mail") as sink:
+        assert await sender_for(sessions, sink).send_due() == 20
+        assert (sink.received, sink.connections) == (20, 1)
+    # One claim, one mark, each in autocommit: no BEGIN, no COMMIT.
+    assert (counted.statements, counted.total) == (["WITH", "UPDATE"], 2)
+    assert await statuses(sessions) == [("SENT", 1)] * 20
 
 
 async def test_mail_that_cannot_be_delivered_stays_pending_with_its_attempt_counted(sessions):
     await pending(sessions, 2)
-    sender = SmtpSender(
-        host="127.0.0.1", port=free_port(), sender="shop@example.com", sessions=lambda: sessions
-    )
-    assert await sender.send_due() == 2
+    assert await sender_for(sessions, free_port()).send_due() == 2
     assert await statuses(sessions) == [("PENDING", 1)] * 2
+
+
+async def test_two_senders_racing_never_send_one_mail_twice(sessions, tmp_path):
+    await pending(sessions, 60)
+    async with SmtpSink(maildir=tmp_path / "mail") as sink:
+        racers = [sender_for(sessions, sink, batch_size=7) for _ in range(2)]
+
+        async def drain(sender: SmtpSender) -> int:
+            sent = 0
+            while claimed := await sender.send_due():
+                sent += claimed
+            return sent
+
+        shares = await asyncio.gather(*(drain(s) for s in racers))
+        assert sum(shares) == 60 and all(shares)
+        assert sorted(subjects(sink)) == sorted(f"Order {i} confirmed" for i in range(60))
+    assert await statuses(sessions) == [("SENT", 1)] * 60
+
+
+async def test_a_session_the_server_drops_mid_batch_is_opened_again_and_the_batch_goes_on(sessions, tmp_path):
+    await pending(sessions, 20)
+    async with DroppingSink(maildir=tmp_path / "mail", drop_at=8) as sink:
+        assert await sender_for(sessions, sink).send_due() == 20
+        assert (sink.received, sink.connections) == (20, 2)
+        assert len(set(subjects(sink))) == 20
+    assert await statuses(sessions) == [("SENT", 1)] * 20
+
+
+async def test_a_server_that_goes_away_mid_batch_leaves_the_unsent_mails_pending_and_they_go_out_later(
+    sessions, tmp_path
+):
+    await pending(sessions, 20)
+    async with DroppingSink(maildir=tmp_path / "before", drop_at=8, then_refuse=True) as first:
+        sender = sender_for(sessions, first)
+        assert await sender.send_due() == 20
+        assert first.received == 7
+    assert await statuses(sessions) == [("PENDING", 1)] * 13 + [("SENT", 1)] * 7
+    assert await sender.send_due() == 0  # backing off
+    await time_passes(sessions)
+    async with SmtpSink(maildir=tmp_path / "after", port=first.port) as back:
+        assert await sender.send_due() == 13
+        assert back.connections == 1
+        assert sorted(subjects(first, back)) == sorted(f"Order {i} confirmed" for i in range(20))
+    assert await statuses(sessions) == [("SENT", 1)] * 7 + [("SENT", 2)] * 13
+
+
+async def test_mail_claimed_by_a_sender_that_died_is_sent_by_another_once_the_lease_ends(sessions, tmp_path):
+    await pending(sessions, 5)
+    # A sender claims the mail and dies before sending any of it.
+    await MailQueue(lambda: sessions).claim(token=uuid4(), limit=50, lease=timedelta(seconds=1))
+    async with SmtpSink(maildir=tmp_path / "mail") as sink:
+        survivor = sender_for(sessions, sink)
+        assert await survivor.send_due() == 0  # still held
+        await asyncio.sleep(1.1)
+        assert await survivor.send_due() == 5
+        assert sink.received == 5
+    assert await statuses(sessions) == [("SENT", 1)] * 5
+
+
+async def test_mail_sent_while_the_database_refused_its_mark_is_marked_on_the_next_pass_not_sent_again(
+    sessions, tmp_path, monkeypatch
+):
+    await pending(sessions, 3)
+    settle, refusals = (
+        MailQueue.settle,
+        [sa.exc.OperationalError("UPDATE", {}, Exception("the database is away"))],
+    )
+
+    async def flaky(self, settlement):
+        if refusals:
+            raise refusals.pop()
+        await settle(self, settlement)
+
+    monkeypatch.setattr(MailQueue, "settle", flaky)
+    async with SmtpSink(maildir=tmp_path / "mail") as sink:
+        sender = sender_for(sessions, sink)
+        try:
+            await sender.send_due()
+        except sa.exc.OperationalError:
+            pass
+        else:
+            raise AssertionError("the refusal was swallowed")
+        assert await sender.send_due() == 0  # pays what it owed first; nothing else is due
+        assert sink.received == 3
+    assert await statuses(sessions) == [("SENT", 1)] * 3
+
+
+async def test_a_sender_stopped_mid_batch_hands_back_at_once_the_mails_it_had_not_started(sessions, tmp_path):
+    await pending(sessions, 10)
+    async with StallingSink(maildir=tmp_path / "mail", stall_at=4) as sink:
+        sender = sender_for(sessions, sink)
+        await sender.start()
+        await asyncio.wait_for(sink.stalled.wait(), timeout=10)
+        await asyncio.sleep(0.2)  # the sender now waits for the answer to the fourth message
+        await asyncio.wait_for(sender.stop(), timeout=3)
+        assert sink.received == 3
+    async with sessions() as s:
+        rows = (
+            await s.execute(
+                sa.select(
+                    n.c.email_status,
+                    (n.c.next_attempt_at <= sa.func.now()).label("due"),
+                    n.c.claim_token.is_not(None).label("held"),
+                )
+            )
+        ).all()
+    states = sorted((status, due, held) for status, due, held in rows)
+    # Three sent, the fourth (its outcome unknown) held until its lease ends, six due again now.
+    assert (
+        states == [("PENDING", False, True)] + [("PENDING", True, False)] * 6 + [("SENT", False, False)] * 3
+    )

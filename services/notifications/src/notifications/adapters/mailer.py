@@ -1,28 +1,101 @@
 """E-mail delivery, decoupled from event handling: handlers record a PENDING notification in the
 inbox transaction; this sender delivers pending mail over SMTP with retries and backoff, so an
-SMTP outage delays mail but never blocks or dead-letters an event. Delivery is at-least-once:
-a crash between the SMTP answer and the ``SENT`` update can send one mail twice."""
+SMTP outage delays mail but never blocks or dead-letters an event.
+
+A pass claims up to ``batch_size`` due mails with one statement, sends them over one SMTP session
+and settles them with one statement per outcome (``MailQueue``: normally one, all sent). No
+transaction is open while SMTP talks. A claim is a lease of ``lease`` (90 s): replicas claim
+disjoint batches, and the mails of a sender that died are due again when its lease ends.
+
+Delivery is at least once. Never lost: a mail stays PENDING until it is marked SENT, or FAILED
+after ``MAX_ATTEMPTS`` failed attempts, and a lease ends by itself. Sent twice only where the
+outcome of a send is lost:
+
+- the server accepted the message (250 after the final dot), and before the SENT mark was
+  written the process died, or the database stayed away until the lease ended (the mark is
+  retried meanwhile): the mail is sent again once the lease ends;
+- the server took the message but its answer never came: after a timeout the attempt is
+  recorded as failed and retried after its backoff; after a connection cut it is sent again at
+  once on a new session; when the sender was stopped while waiting, again once the lease ends;
+- a batch outlived its lease (its settling statement took longer than the lease's ~10 s of
+  spare time, below), and another sender claimed and sent its unsettled mails too.
+
+Otherwise two senders never send one mail: a claim locks what it takes (SKIP LOCKED), and a
+sender settles only mails that still carry its claim's token.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
-from typing import Any
+from uuid import uuid4
 
 import aiosmtplib
-import sqlalchemy as sa
 from opentelemetry import trace
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from emporium_events import correlation, tracing
-from notifications.adapters.orm import notifications as n
+from notifications.adapters.repository import MailFailure, MailQueue, OutgoingMail, Settlement
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("emporium.notifications.mail")
 
 MAX_ATTEMPTS = 10
+BATCH_SIZE = 50
+SMTP_TIMEOUT = 5.0  # seconds, per SMTP command
+# No mail is started after a third of the lease (30 s). One mail at its worst (every command of a
+# send timing out, then a reconnect and the same again) takes ~50 s, so a batch is settled inside
+# its 90 s lease unless the settling statement takes more than the ~10 s left.
+LEASE = timedelta(seconds=90)
+
+_SMTP_ERRORS = (aiosmtplib.SMTPException, OSError, ValueError)  # ValueError: an unsendable address
+
+
+@dataclass(frozen=True)
+class MailMetrics:
+    mails: Counter
+    sessions: Counter
+    batch_seconds: Histogram
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry = REGISTRY) -> MailMetrics:
+        """One set per registry (a process may build its app more than once in tests)."""
+        if registry not in _BUILT:
+            _BUILT[registry] = cls(
+                mails=Counter(
+                    "emporium_notifications_mails",
+                    "Mails the sender settled, by outcome (sent, failed, released untried).",
+                    ["outcome"],
+                    registry=registry,
+                ),
+                sessions=Counter(
+                    "emporium_notifications_smtp_sessions",
+                    "SMTP sessions the sender opened (one per batch, more when a server drops one).",
+                    registry=registry,
+                ),
+                batch_seconds=Histogram(
+                    "emporium_notifications_mail_batch_seconds",
+                    "Time to send one claimed batch of mail over SMTP and settle it.",
+                    registry=registry,
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                ),
+            )
+            for outcome in ("sent", "failed", "released"):
+                _BUILT[registry].mails.labels(outcome)
+        return _BUILT[registry]
+
+
+_BUILT: dict[CollectorRegistry, MailMetrics] = {}
+
+
+class _Unreachable(Exception):
+    """The SMTP server did not take a connection: nothing more of the batch is tried."""
 
 
 class SmtpSender:
@@ -34,12 +107,22 @@ class SmtpSender:
         sender: str,
         sessions: Callable[[], async_sessionmaker[AsyncSession]],
         poll_seconds: float = 2.0,
+        batch_size: int = BATCH_SIZE,
+        lease: timedelta = LEASE,
+        metrics: MailMetrics | None = None,
     ) -> None:
         self._host, self._port, self._from = host, port, sender
-        self._sessions = sessions
+        self._queue = MailQueue(sessions)
         self._poll = poll_seconds
+        self._batch_size = batch_size
+        self._lease = lease
+        self._metrics = metrics or MailMetrics.for_registry()
+        self._owed: list[Settlement] = []  # outcomes the database has not taken yet
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Besides the cancel: Python 3.11's wait_for (under aiosmtplib) loses a cancel that meets
+        # a server answer, and the loop must end anyway.
+        self._stopping = False
 
     def notify(self) -> None:
         self._wake.set()
@@ -48,6 +131,7 @@ class SmtpSender:
         self._task = asyncio.create_task(self._run(), name="smtp-sender")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             try:
@@ -56,9 +140,9 @@ class SmtpSender:
                 pass
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
-                while await self.send_due() > 0:
+                while await self.send_due() == self._batch_size and not self._stopping:  # more may be due
                     pass
             except asyncio.CancelledError:
                 raise
@@ -70,98 +154,163 @@ class SmtpSender:
                 pass
             self._wake.clear()
 
-    async def send_due(self, limit: int = 50) -> int:
-        """Send up to ``limit`` due mails, each in its own transaction (a failure later in the
-        batch never un-marks a mail already sent), over one SMTP connection for the pass;
-        returns how many were tried."""
-        sessions: async_sessionmaker[AsyncSession] = self._sessions()
-        tried = 0
-        smtp: aiosmtplib.SMTP | None = None
+    async def send_due(self) -> int:
+        """Claim up to ``batch_size`` due mails, send them over one SMTP session, settle them;
+        returns how many were claimed."""
+        await self._pay_debts()
+        started = time.monotonic()
+        settlement = Settlement(token=uuid4())
+        mails = await self._queue.claim(token=settlement.token, limit=self._batch_size, lease=self._lease)
+        if not mails:
+            return 0
         try:
-            while tried < limit:
-                async with sessions() as session, session.begin():
-                    row = (await session.execute(self._next_due)).first()
-                    if row is None:
-                        return tried
-                    smtp = await self._deliver(session, row, smtp)
-                tried += 1
-            return tried
+            await self._send_all(mails, settlement, stop_after=started + self._lease.total_seconds() / 3)
         finally:
-            if smtp is not None:
-                await _close(smtp)
+            self._owed.append(settlement)
+            try:
+                await self._pay_debts()
+            finally:
+                self._observe(settlement, time.monotonic() - started)
+        return len(mails)
 
-    _next_due = (
-        sa.select(
-            n.c.id, n.c.order_id, n.c.email_to, n.c.subject, n.c.body, n.c.email_attempts, n.c.trace_headers
-        )
-        .where(n.c.email_status == "PENDING", n.c.next_attempt_at <= sa.func.now())
-        .order_by(n.c.next_attempt_at)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
+    async def _pay_debts(self) -> None:
+        """Settle what earlier passes could not (the database was away); a settlement is kept
+        until the database takes it, so a mail sent once is marked SENT, not sent again."""
+        while self._owed:
+            await self._queue.settle(self._owed[0])
+            self._owed.pop(0)
 
-    async def _deliver(
-        self, session: AsyncSession, row: sa.Row[*tuple[Any, ...]], smtp: aiosmtplib.SMTP | None
-    ) -> aiosmtplib.SMTP | None:
-        """Send one mail on ``smtp`` (connecting if needed); returns the connection to reuse,
-        or None after an error (the next mail connects afresh). The span joins the trace of the
-        event that asked for the mail (the order's trace)."""
-        correlation.order_id.set(str(row.order_id))
-        with _tracer.start_as_current_span(
-            "send email",
-            context=tracing.context_from_carrier(row.trace_headers),
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                "network.protocol.name": "smtp",
-                "server.address": self._host,
-                "server.port": self._port,
-                "emporium.notification.id": str(row.id),
-            },
-        ) as span:
-            smtp = await self._send_one(session, row, smtp)
-            if smtp is None:
-                span.set_status(trace.Status(trace.StatusCode.ERROR, "not delivered; retried later"))
-            return smtp
-
-    async def _send_one(
-        self, session: AsyncSession, row: sa.Row[*tuple[Any, ...]], smtp: aiosmtplib.SMTP | None
-    ) -> aiosmtplib.SMTP | None:
-        message = EmailMessage()
-        message["From"], message["To"], message["Subject"] = self._from, row.email_to, row.subject
-        message.set_content(row.body)
+    async def _send_all(
+        self, mails: list[OutgoingMail], settlement: Settlement, *, stop_after: float
+    ) -> None:
+        session = _Session(self._host, self._port, on_open=self._metrics.sessions.inc)
+        position = 0
         try:
-            if smtp is None:
-                smtp = aiosmtplib.SMTP(hostname=self._host, port=self._port, timeout=5)
-                await smtp.connect()
-            await smtp.send_message(message)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            if smtp is not None:
-                await _close(smtp)
-            attempts = row.email_attempts + 1
-            status = "FAILED" if attempts >= MAX_ATTEMPTS else "PENDING"
-            delay = min(2**attempts, 300)
-            log.warning("mail to %s failed (attempt %d): %r", row.email_to, attempts, exc)
-            await session.execute(
-                sa.update(n)
-                .where(n.c.id == row.id)
-                .values(
-                    email_attempts=attempts,
-                    email_status=status,
-                    email_error=repr(exc)[:500],
-                    next_attempt_at=sa.func.now() + sa.text(f"interval '{delay} seconds'"),
-                )
-            )
-            return None
-        await session.execute(
-            sa.update(n)
-            .where(n.c.id == row.id)
-            .values(email_status="SENT", email_attempts=row.email_attempts + 1, sent_at=sa.func.now())
+            for position, mail in enumerate(mails):
+                # Stopping, or the rest would risk outliving the lease: they are due again now.
+                if self._stopping or time.monotonic() > stop_after:
+                    settlement.released.extend(m.id for m in mails[position:])
+                    return
+                try:
+                    await self._send_one(session, mail)
+                except _Unreachable as exc:  # one try for the whole batch, not one per mail
+                    if len(mails) - position > 1:
+                        log.warning("mail sender: %s; %d more mails wait", exc, len(mails) - position - 1)
+                    reason = exc.__cause__ or exc
+                    settlement.failed.extend(self._failure(m, reason) for m in mails[position:])
+                    return
+                except _SMTP_ERRORS as exc:
+                    settlement.failed.append(self._failure(mail, exc))
+                else:
+                    settlement.sent.append(mail.id)
+        except asyncio.CancelledError:
+            # Stopping: the mails not yet started are due again at once (for a replica, or this
+            # service once restarted); the one being sent keeps its lease, its outcome unknown.
+            settlement.released.extend(m.id for m in mails[position + 1 :])
+            raise
+        finally:
+            await session.close()
+
+    async def _send_one(self, session: _Session, mail: OutgoingMail) -> None:
+        """The span joins the trace of the event that asked for the mail (the order's trace)."""
+        order = correlation.order_id.set(str(mail.order_id))
+        try:
+            with _tracer.start_as_current_span(
+                "send email",
+                context=tracing.context_from_carrier(mail.trace_headers),
+                kind=trace.SpanKind.CLIENT,
+                attributes={
+                    "network.protocol.name": "smtp",
+                    "server.address": self._host,
+                    "server.port": self._port,
+                    "emporium.notification.id": str(mail.id),
+                },
+            ) as span:
+                try:
+                    await session.send(self._message(mail))
+                except (_Unreachable, *_SMTP_ERRORS) as exc:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, "not delivered; retried later"))
+                    # Logged in the order's trace, with its order id.
+                    reason = exc.__cause__ if isinstance(exc, _Unreachable) else exc
+                    log.warning(
+                        "mail to %s failed (attempt %d): %r", mail.email_to, mail.attempts + 1, reason
+                    )
+                    raise
+        finally:
+            correlation.order_id.reset(order)
+
+    def _message(self, mail: OutgoingMail) -> EmailMessage:
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = self._from, mail.email_to, mail.subject
+        message.set_content(mail.body)
+        return message
+
+    @staticmethod
+    def _failure(mail: OutgoingMail, exc: BaseException) -> MailFailure:
+        attempts = mail.attempts + 1
+        return MailFailure(
+            id=mail.id,
+            attempts=attempts,
+            status="FAILED" if attempts >= MAX_ATTEMPTS else "PENDING",
+            error=repr(exc)[:500],
+            retry_in=min(2**attempts, 300),
         )
+
+    def _observe(self, settlement: Settlement, seconds: float) -> None:
+        """Once per batch."""
+        self._metrics.mails.labels("sent").inc(len(settlement.sent))
+        self._metrics.mails.labels("failed").inc(len(settlement.failed))
+        self._metrics.mails.labels("released").inc(len(settlement.released))
+        self._metrics.batch_seconds.observe(seconds)
+
+
+class _Session:
+    """A batch's SMTP session, opened on first use. A session the server drops (a restart, a
+    limit of messages per session, ``421``) is opened again, once per mail, and the mail sent on
+    the new one; an answer that does not come in time leaves the session in doubt, so it is
+    closed and the next mail opens another."""
+
+    def __init__(self, host: str, port: int, *, on_open: Callable[[], None]) -> None:
+        self._host, self._port, self._on_open = host, port, on_open
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def send(self, message: EmailMessage) -> None:
+        dropped: Exception | None = None
+        for _ in range(2):
+            smtp = self._smtp or await self._open()
+            try:
+                await smtp.send_message(message)
+                return
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code != 421:
+                    raise  # this mail refused; aiosmtplib reset the envelope, the session goes on
+                dropped = exc
+            except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPNotSupported):
+                raise  # this mail refused, as above
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                dropped = exc
+            except (aiosmtplib.SMTPException, OSError):
+                await self.close()  # no answer in time: the session is in doubt
+                raise
+            await self.close()
+        assert dropped is not None
+        raise dropped
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(hostname=self._host, port=self._port, timeout=SMTP_TIMEOUT)
+        try:
+            await smtp.connect()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _Unreachable(f"{self._host}:{self._port} took no connection") from exc
+        self._on_open()
+        self._smtp = smtp
         return smtp
 
-
-async def _close(smtp: aiosmtplib.SMTP) -> None:
-    try:
-        await smtp.quit()
-    except (aiosmtplib.SMTPException, OSError):
-        smtp.close()
+    async def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None or not smtp.is_connected:
+            return
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()

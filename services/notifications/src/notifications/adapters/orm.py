@@ -21,4 +21,7 @@ notifications = sa.Table(
     sa.Column("sent_at", sa.DateTime(timezone=True)),
     # The W3C trace context of the event that asked for the mail: its sending joins that trace.
     sa.Column("trace_headers", JSONB),
+    # Set while a sender holds the mail (its claim's lease is next_attempt_at): only the holder of
+    # the token settles it.
+    sa.Column("claim_token", sa.Uuid),
 )

@@ -4,11 +4,11 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from notifications.adapters.orm import notifications as n
+from emporium_kit.edge import CallerDep, runtime
+from notifications.adapters import views
 
 router = APIRouter()
 
@@ -26,21 +26,7 @@ class NotificationOut(BaseModel):
 
 @router.get("/notifications", response_model=list[NotificationOut])
 async def list_notifications(
-    request: Request,
-    x_user_id: Annotated[str | None, Header()] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    request: Request, who: CallerDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[NotificationOut]:
-    try:
-        customer_id = UUID(x_user_id or "")
-    except ValueError as exc:
-        raise HTTPException(401, "no caller identity (X-User-Id); call through the gateway") from exc
-    async with request.app.state.runtime.session_factory() as session:
-        rows = (
-            await session.execute(
-                sa.select(n)
-                .where(n.c.customer_id == customer_id)
-                .order_by(n.c.created_at.desc())
-                .limit(limit)
-            )
-        ).mappings()
-        return [NotificationOut.model_validate(dict(r)) for r in rows]
+    rows = await views.notifications_of(runtime(request).session_factory, customer_id=who.id, limit=limit)
+    return [NotificationOut.model_validate(r) for r in rows]
