@@ -34,17 +34,21 @@ def _indexes(url: str) -> dict[str, bool]:
         engine.dispose()
 
 
-def _downgrade_one(url: str, service: str) -> None:
+def _downgrade_past_retention(url: str, service: str) -> None:
+    """Down to the revision before the one that added the retention indexes (later revisions
+    of the service go down with it)."""
+    script = ScriptDirectory(str(folder(service)))
+    [retention] = [
+        r for r in script.walk_revisions() if r.module.__file__.endswith("_messaging_retention.py")
+    ]
     config = Config()
     config.set_main_option("script_location", str(folder(service)))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.downgrade(config, "-1")
+    command.downgrade(config, retention.down_revision)
 
 
 @pytest.mark.parametrize("service", SERVICES)
-async def test_the_retention_indexes_come_with_the_head_migration_and_go_with_its_downgrade(
-    databases, service
-):
+async def test_the_retention_indexes_come_with_their_migration_and_go_with_its_downgrade(databases, service):
     pytest.importorskip(service)
     script = ScriptDirectory(str(folder(service)))
     assert len(script.get_heads()) == 1, script.get_heads()
@@ -53,7 +57,7 @@ async def test_the_retention_indexes_come_with_the_head_migration_and_go_with_it
     await asyncio.to_thread(upgrade, url, folder(service))
     assert await asyncio.to_thread(_indexes, url) == dict.fromkeys(INDEXES, True)
 
-    await asyncio.to_thread(_downgrade_one, url, service)
+    await asyncio.to_thread(_downgrade_past_retention, url, service)
     assert await asyncio.to_thread(_indexes, url) == {}
 
     await asyncio.to_thread(upgrade, url, folder(service))

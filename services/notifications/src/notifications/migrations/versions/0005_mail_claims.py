@@ -3,16 +3,16 @@
 The sender claims due mail by moving its next attempt past a lease and writing a token; it
 settles only the mails that still carry its token (adapters/repository.py, MailQueue).
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2027-01-12
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-02
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
