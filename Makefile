@@ -18,7 +18,7 @@ trace: ## one trace from make run's Jaeger as a tree: make trace ID=<trace_id> (
 	@$(UV) python -m emporium_devstack trace $(ID)
 
 test: bootstrap lint ## the checks, then every test: unit, contract, integration (real Kafka + PostgreSQL), end-to-end
-	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests libs services gateway tests/observability tests/deploy tests/contract tests/e2e tests/faults
+	@$(UV) pytest $(PYTEST_FLAGS) devstack/tests bench libs services gateway tests/observability tests/deploy tests/contract tests/e2e tests/faults
 
 TEST_SERVICES := catalog inventory orders payments notifications gateway
 
@@ -42,8 +42,8 @@ e2e: bootstrap
 faults: bootstrap ## every fault scenario (one broker, then the 3x2 cluster); FAULTS_FLAGS="--seed 23 --only crash --no-cluster"
 	@$(UV) python tests/faults/run.py --report .cache/faults-report.json $(FAULTS_FLAGS)
 
-bench: bootstrap ## open-loop benchmark + references; writes bench/results/{report.md,results.json,*.png}
-	@$(UV) python bench/run.py $(BENCH_FLAGS)
+bench: bootstrap ## open-loop benchmark (vegeta) + references and peers; writes bench/results/{report.md,results.json,*.png}
+	@$(UV) --group bench python bench/run.py $(BENCH_FLAGS)
 
 lint: bootstrap lint-imports lint-docker ## ruff (lint and format), mypy --strict, import boundaries, hadolint
 	@$(UV) ruff check --quiet .

@@ -63,7 +63,7 @@ def breakdown(dbs: Mapping[str, sa.Engine], samples: list[loadgen.Sample]) -> di
             dbs[db],
             (
                 "SELECT event_id::text, extract(epoch FROM processed_at) FROM inbox "
-                "WHERE event_type = :type AND event_id::text = ANY(:ids)"
+                "WHERE event_type = :type AND event_id = ANY(CAST(:ids AS uuid[]))"
             ),
             wanted,
             type=event_type,
@@ -81,7 +81,7 @@ def breakdown(dbs: Mapping[str, sa.Engine], samples: list[loadgen.Sample]) -> di
         dbs["orders"],
         (
             "SELECT order_id::text, min(extract(epoch FROM at)) FROM order_history "
-            "WHERE status = 'CONFIRMED' AND order_id::text = ANY(:ids) GROUP BY 1"
+            "WHERE status = 'CONFIRMED' AND order_id = ANY(CAST(:ids AS uuid[])) GROUP BY 1"
         ),
         ids,
     ):
