@@ -164,7 +164,7 @@ def wrk(url: str, method: str, body: str | None, token: str, seconds: int, concu
         )
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{concurrency}", f"-d{round(seconds)}s", "-s", script.name, url],
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", script.name, url],
             capture_output=True,
             text=True,
             check=True,
