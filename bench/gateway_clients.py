@@ -164,7 +164,7 @@ def wrk(url: str, method: str, body: str | None, token: str, seconds: int, concu
         )
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", script.name, url],
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "-s", script.name, url],
             capture_output=True,
             text=True,
             check=True,
@@ -180,8 +180,8 @@ def measure(gateway_pid: int, url: str, route: str, token: str, seconds: int, co
     before = cpu_ns(gateway_pid)
     result = wrk(url + path, method, body, token, seconds, concurrency)
     spent = cpu_ns(gateway_pid) - before
-    if result["errors"] or result["non2xx"]:
-        raise RuntimeError(f"{route}: {result}")
+    if result["non2xx"] or result["errors"] > result["requests"] / 100:
+        raise RuntimeError(f"{route}: {result}")  # a few socket errors (a busy machine) are reported
     return {**result, "cpu_us_per_request": spent / 1000 / result["requests"]}
 
 
@@ -243,8 +243,8 @@ def write_report(args: argparse.Namespace, samples: dict[str, dict[str, list[dic
         f"{args.seconds:g} s per run, {args.runs} runs; CPU = the gateway process's time on a CPU "
         "per request (min / median); latency = wrk's, through the gateway to a stand-in upstream.",
         "",
-        "| client | route | CPU µs/req min | CPU µs/req median | p50 ms (median) | p99 ms (median) | req/s (median) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| client | route | CPU µs/req min | CPU µs/req median | p50 ms (median) | p99 ms (median) | req/s (median) | socket errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for client, routes in samples.items():
         for route, runs in routes.items():
@@ -253,7 +253,8 @@ def write_report(args: argparse.Namespace, samples: dict[str, dict[str, list[dic
                 f"| {client} | {route} | {min(cpu):.0f} | {statistics.median(cpu):.0f} "
                 f"| {statistics.median(r['p50_us'] for r in runs) / 1000:.2f} "
                 f"| {statistics.median(r['p99_us'] for r in runs) / 1000:.2f} "
-                f"| {statistics.median(r['requests'] for r in runs) / args.seconds:.0f} |"
+                f"| {statistics.median(r['requests'] for r in runs) / args.seconds:.0f} "
+                f"| {sum(r['errors'] for r in runs)} |"
             )
     (args.out / f"{stem}report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
