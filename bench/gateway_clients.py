@@ -1,7 +1,7 @@
 """The gateway's cost per request: CPU microseconds of the gateway process per relayed request,
 with each upstream HTTP client, on a pass-through GET and on POST /orders.
 
-    uv run python bench/gateway_clients.py [--clients httpx,aiohttp] [--runs 3] [--seconds 8]
+    uv run python bench/gateway_clients.py [--clients httpx,aiohttp] [--runs 3] [--seconds 8] [--src LABEL=PATH]
                                            [--concurrency 16] [--out bench/results/gateway-clients]
 
 Starts a stand-in upstream (a bare ASGI app under uvicorn answering like the orders service:
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -103,7 +104,7 @@ def start_upstream(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, cwd=Path(__file__).parent)
 
 
-def start_gateway(port: int, upstream: str, client: str) -> subprocess.Popen[bytes]:
+def start_gateway(port: int, upstream: str, client: str, src: str | None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "GATEWAY_PORT": str(port),
@@ -116,6 +117,8 @@ def start_gateway(port: int, upstream: str, client: str) -> subprocess.Popen[byt
     }
     for service in ("catalog", "inventory", "orders", "payments", "notifications"):
         env[f"GATEWAY_{service.upper()}_URL"] = upstream
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # spans are made (and trace context sent), not exported
     return subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL)
 
@@ -194,31 +197,40 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--src", action="append", default=[], help="LABEL=PATH: also measure the gateway/src at PATH"
+    )
     parser.add_argument("--label", default="", help="written into the report (e.g. the commit measured)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/gateway-clients")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed (apt-get install wrk)")
-    clients = args.clients.split(",")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks stop the children
+    # Variants: each client on this tree, and with --src LABEL=PATH also on another copy of
+    # gateway/src (e.g. `git archive <commit> gateway/src`), interleaved run by run.
+    variants = [(client, None) for client in args.clients.split(",")]
+    for spec in args.src:
+        label, _, path = spec.partition("=")
+        variants += [(f"{label}:{client}", path) for client in args.clients.split(",")]
     token = access_token()
     upstream_port = free_port()
     upstream = start_upstream(upstream_port)
-    samples: dict[str, dict[str, list[dict]]] = {c: {r: [] for r in ROUTES} for c in clients}
+    samples: dict[str, dict[str, list[dict]]] = {name: {r: [] for r in ROUTES} for name, _ in variants}
     try:
         wait_listening(upstream_port)
         for run in range(args.runs):
-            for client in clients:
+            for name, src in variants:
                 port = free_port()
-                gateway = start_gateway(port, f"http://127.0.0.1:{upstream_port}", client)
+                gateway = start_gateway(port, f"http://127.0.0.1:{upstream_port}", name.split(":")[-1], src)
                 try:
                     wait_listening(port)
                     url = f"http://127.0.0.1:{port}"
                     for route in ROUTES:  # a short warm-up, then the counted run
                         measure(gateway.pid, url, route, token, 1, args.concurrency)
                         sample = measure(gateway.pid, url, route, token, args.seconds, args.concurrency)
-                        samples[client][route].append(sample)
+                        samples[name][route].append(sample)
                         print(
-                            f"run {run + 1} {client:8s} {route:16s} {sample['cpu_us_per_request']:7.1f} us CPU/req"
+                            f"run {run + 1} {name:16s} {route:16s} {sample['cpu_us_per_request']:7.1f} us CPU/req"
                             f"  p50 {sample['p50_us'] / 1000:6.2f} ms  p99 {sample['p99_us'] / 1000:6.2f} ms"
                             f"  {sample['requests'] / args.seconds:7.0f} req/s",
                             flush=True,
