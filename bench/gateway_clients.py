@@ -185,7 +185,7 @@ def measure(gateway_pid: int, url: str, route: str, token: str, seconds: int, co
     spent = cpu_ns(gateway_pid) - before
     if result["non2xx"] or result["errors"] > result["requests"] / 100:
         raise RuntimeError(f"{route}: {result}")  # a few socket errors (a busy machine) are reported
-    return {**result, "cpu_us_per_request": spent / 1000 / result["requests"]}
+    return {**result, "cpu_us_per_request": spent / 1000 / max(result["requests"], 1)}
 
 
 # ---------------------------------------------------------------------------- the run
@@ -226,7 +226,7 @@ def main() -> None:
                     wait_listening(port)
                     url = f"http://127.0.0.1:{port}"
                     for route in ROUTES:  # a short warm-up, then the counted run
-                        measure(gateway.pid, url, route, token, 1, args.concurrency)
+                        measure(gateway.pid, url, route, token, 3, args.concurrency)
                         sample = measure(gateway.pid, url, route, token, args.seconds, args.concurrency)
                         samples[name][route].append(sample)
                         print(
