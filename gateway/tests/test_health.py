@@ -1,3 +1,5 @@
+import logging
+
 PROBLEM = "application/problem+json"
 
 
@@ -49,3 +51,9 @@ async def test_metrics_include_upstream_call_durations_and_the_otel_request_hist
         "http_server_request_duration_seconds_count{"
         'http_request_method="GET",http_response_status_code="200",http_route="/api/v1/products"}' in metrics
     )
+
+
+async def test_uvicorn_writes_no_access_log_line_per_request(gateway) -> None:
+    # uvicorn logs access only if its logger has a handler; access_log=False removes its own, and
+    # this keeps the root's out of reach (pytest's capture handlers sit on the logger itself).
+    assert logging.getLogger("uvicorn.access").propagate is False

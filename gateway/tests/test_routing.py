@@ -103,6 +103,24 @@ async def test_placing_an_order_forwards_the_idempotency_key_and_trace_context(
     assert json.loads(sent.content) == an_order()
 
 
+async def test_a_valid_order_body_reaches_the_orders_service_byte_for_byte(
+    gateway, as_customer, services
+) -> None:
+    services.reply("orders", "POST", "/orders", 202, {"id": str(uuid.uuid4()), "status": "PENDING"})
+    raw = b'{"items": [{"product_id": "%s", "quantity": 2, "gift": true}],\n "payment_token": "tok_visa"}' % (
+        PRODUCT_ID.upper().encode()
+    )
+
+    response = await gateway.post(
+        "/api/v1/orders", content=raw, headers={**as_customer, "Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 202
+    [sent] = services.requests_to("orders")
+    assert sent.content == raw  # validated, not serialised again: unknown fields and spelling kept
+    assert sent.headers["content-type"] == "application/json"
+
+
 async def test_order_bodies_are_validated_at_the_gateway(gateway, as_customer, services) -> None:
     too_many = [{"product_id": str(uuid.uuid4()), "quantity": 1} for _ in range(101)]
     bad_bodies = [

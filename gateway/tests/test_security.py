@@ -108,3 +108,102 @@ def test_a_token_with_an_unknown_role_is_rejected(tokens: JwtTokens, settings) -
 
     with pytest.raises(InvalidToken, match="malformed"):
         tokens.decode(token)
+
+
+# ---------------------------------------------------------------------------- verified once per token
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def verifications(monkeypatch) -> list[str]:
+    """Every token PyJWT is asked to verify."""
+    seen: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args, **kwargs):
+        seen.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr("gateway.adapters.security.jwt.decode", counting)
+    return seen
+
+
+def test_a_token_is_verified_once_while_it_is_valid(tokens: JwtTokens, verifications) -> None:
+    user = a_user()
+    token = tokens.issue(user).access_token
+
+    principals = [tokens.decode(token) for _ in range(3)]
+
+    assert verifications == [token]
+    assert {p.user_id for p in principals} == {user.id}
+
+
+def test_a_remembered_token_is_refused_once_it_has_expired(settings, verifications) -> None:
+    clock = Clock()
+    tokens = JwtTokens(secret=settings.jwt_secret, ttl_seconds=60, issuer=settings.jwt_issuer, clock=clock)
+    token = tokens.issue(a_user()).access_token
+    tokens.decode(token)
+
+    clock.now += 59
+    tokens.decode(token)  # still valid, still remembered
+    clock.now += 2
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.decode(token)
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.decode(token)  # forgotten: verified again, and refused again
+    assert len(verifications) == 2
+
+
+def test_a_tampered_token_is_refused_while_the_genuine_one_is_remembered(tokens: JwtTokens, settings) -> None:
+    token = tokens.issue(a_user(Role.CUSTOMER)).access_token
+    tokens.decode(token)
+    header, payload, signature = token.split(".")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    admin_payload = jwt.encode({**claims, "role": "admin"}, "x" * 32, algorithm="HS256").split(".")[1]
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+
+    for tampered in (f"{header}.{admin_payload}.{signature}", f"{header}.{payload}.{flipped}"):
+        with pytest.raises(InvalidToken):
+            tokens.decode(tampered)
+    assert tokens.decode(token).role is Role.CUSTOMER
+
+
+def test_a_token_remembered_under_one_secret_is_refused_under_another(tokens: JwtTokens, settings) -> None:
+    token = tokens.issue(a_user()).access_token
+    tokens.decode(token)
+    rotated = JwtTokens(
+        secret="a-rotated-secret-a-rotated-secret-a-rotated", ttl_seconds=600, issuer=settings.jwt_issuer
+    )
+
+    with pytest.raises(InvalidToken):
+        rotated.decode(token)
+
+
+def test_a_forgotten_token_or_users_tokens_are_verified_again(tokens: JwtTokens, verifications) -> None:
+    ada, bob = a_user(), a_user()
+    ada_token, bob_token = tokens.issue(ada).access_token, tokens.issue(bob).access_token
+    tokens.decode(ada_token)
+    tokens.decode(bob_token)
+
+    tokens.forget(ada_token)
+    tokens.forget_user(bob.id)
+    tokens.decode(ada_token)
+    tokens.decode(bob_token)
+
+    assert verifications == [ada_token, bob_token, ada_token, bob_token]
+
+
+def test_at_most_cache_size_tokens_are_remembered_the_oldest_going_first(settings, verifications) -> None:
+    tokens = JwtTokens(secret=settings.jwt_secret, ttl_seconds=60, issuer=settings.jwt_issuer, cache_size=2)
+    first, second, third = (tokens.issue(a_user()).access_token for _ in range(3))
+    for token in (first, second, third, second, third, first):
+        tokens.decode(token)
+
+    assert verifications == [first, second, third, first]

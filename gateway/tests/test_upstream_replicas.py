@@ -7,7 +7,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from gateway.adapters.upstream import Upstreams, UpstreamUnavailable
+from gateway.adapters.upstream import HttpxTransport, Upstreams, UpstreamUnavailable
 from gateway.config import GatewaySettings
 
 A, B, C = "http://127.0.0.1:8003", "http://127.0.0.1:8013", "http://127.0.0.1:8023"
@@ -33,8 +33,7 @@ class Replicas:
 
 
 def upstreams(replicas: Replicas, urls: str) -> Upstreams:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(replicas))
-    return Upstreams({"orders": client}, {"orders": urls})
+    return Upstreams({"orders": HttpxTransport(transport=httpx.MockTransport(replicas))}, {"orders": urls})
 
 
 @pytest.fixture
@@ -87,8 +86,8 @@ async def test_when_every_replica_refuses_each_is_tried_once_and_the_service_is_
         calls.append(request.url.port or 80)
         return replicas(request)
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(counting))
-    orders = Upstreams({"orders": client}, {"orders": f"{A},{B},{C}"})
+    transport = HttpxTransport(transport=httpx.MockTransport(counting))
+    orders = Upstreams({"orders": transport}, {"orders": f"{A},{B},{C}"})
 
     with pytest.raises(UpstreamUnavailable):
         await orders.request("orders", "POST", "/orders", json={})

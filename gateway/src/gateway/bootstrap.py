@@ -1,7 +1,8 @@
 """Wiring: settings, the user store, the upstream client and the routes, built in the lifespan.
 
 ``create_app()`` with no arguments is the production factory (``uvicorn --factory``); tests pass
-fakes for the ports: a user store, an httpx transport standing in for the services, a hasher.
+fakes for the ports: a user store, an httpx transport standing in for the services (then the
+upstream client is httpx's, whatever ``GATEWAY_UPSTREAM_CLIENT`` says), a hasher.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from emporium_kit import observability, problems
 from emporium_kit.problems import problem
 from gateway.adapters.repository import SqlUserStore
 from gateway.adapters.security import Argon2Hasher, JwtTokens
-from gateway.adapters.upstream import Upstreams, UpstreamUnavailable, make_http_client
+from gateway.adapters.upstream import (
+    HttpxTransport,
+    Transport,
+    Upstreams,
+    UpstreamUnavailable,
+    make_transport,
+)
 from gateway.config import DEV_JWT_SECRET, GatewaySettings
 from gateway.domain.errors import (
     EmailAlreadyRegistered,
@@ -53,6 +60,10 @@ def create_app(
     settings = settings or GatewaySettings()
     observability.configure(SERVICE, log_level=settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is too many
+    # `python -m gateway serve` runs uvicorn with access_log=False, but the logging set-up above
+    # lets uvicorn's access logger reach the root handler again: a JSON line per request, 2 % of
+    # the gateway's CPU (bench/results/gateway-clients/). Spans and metrics record each request.
+    logging.getLogger("uvicorn.access").propagate = False
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,12 +73,11 @@ def create_app(
             )
         user_store = store or SqlUserStore.from_url(settings.database_url, pool_size=settings.db_pool_size)
         urls = settings.upstream_urls()
-        clients = {
-            name: make_http_client(
-                timeout=settings.upstream_timeout_seconds,
-                max_connections=settings.upstream_max_connections,
-                transport=upstream_transport,
-            )
+        timeout, limit = settings.upstream_timeout_seconds, settings.upstream_max_connections
+        transports: dict[str, Transport] = {
+            name: HttpxTransport(timeout=timeout, max_connections=limit, transport=upstream_transport)
+            if upstream_transport is not None
+            else make_transport(settings.upstream_client, timeout=timeout, max_connections=limit)
             for name in urls
         }
         tokens = JwtTokens(
@@ -75,7 +85,7 @@ def create_app(
         )
         app.state.store = user_store
         app.state.tokens = tokens
-        app.state.upstreams = upstreams = Upstreams(clients, urls)
+        app.state.upstreams = upstreams = Upstreams(transports, urls)
         app.state.bus = MessageBus(store=user_store, hasher=hasher or Argon2Hasher(), tokens=tokens)
         try:
             yield

@@ -48,15 +48,30 @@ class Argon2Hasher:
 
 
 class JwtTokens:
+    """Issues and verifies access tokens. A verified token is remembered until its ``exp``, so a
+    caller's requests after the first cost a dictionary lookup instead of an HMAC and a JSON
+    parse: the cache is keyed by the whole token, so a tampered token (or one signed with another
+    secret) is a different key and is verified, and refused, like any new token. At most
+    ``cache_size`` tokens are kept (the oldest go first). ``forget``/``forget_user`` drop entries,
+    for revocation."""
+
     ALGORITHM = "HS256"
 
     def __init__(
-        self, *, secret: str, ttl_seconds: int, issuer: str, clock: Callable[[], float] = time.time
+        self,
+        *,
+        secret: str,
+        ttl_seconds: int,
+        issuer: str,
+        clock: Callable[[], float] = time.time,
+        cache_size: int = 10_000,
     ) -> None:
         self._secret = secret
         self._ttl = ttl_seconds
         self._issuer = issuer
         self._clock = clock
+        self._cache_size = cache_size
+        self._verified: dict[str, tuple[Principal, float]] = {}  # token -> (principal, exp)
 
     def issue(self, user: User) -> AccessToken:
         now = int(self._clock())
@@ -72,6 +87,29 @@ class JwtTokens:
         return AccessToken(access_token=token, expires_in=self._ttl)
 
     def decode(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires_at = known
+            if self._clock() < expires_at:
+                return principal
+            del self._verified[token]
+            raise InvalidToken("token has expired")
+        principal, expires_at = self._verify(token)
+        if len(self._verified) >= self._cache_size:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (principal, expires_at)
+        return principal
+
+    def forget(self, token: str) -> None:
+        """The token is verified again on its next use."""
+        self._verified.pop(token, None)
+
+    def forget_user(self, user_id: UUID) -> None:
+        """Every remembered token of this user is verified again on its next use."""
+        for token in [t for t, (p, _) in self._verified.items() if p.user_id == user_id]:
+            del self._verified[token]
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -85,8 +123,12 @@ class JwtTokens:
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(str(exc) or type(exc).__name__) from None
         try:
-            return Principal(
+            principal = Principal(
                 user_id=UUID(claims["sub"]), email=str(claims["email"]), role=Role(claims["role"])
             )
+            expires_at = float(claims["exp"])
         except (ValueError, TypeError):
             raise InvalidToken("malformed claims") from None
+        if self._clock() >= expires_at:  # PyJWT reads the wall clock; an injected one is honoured too
+            raise InvalidToken("token has expired")
+        return principal, expires_at

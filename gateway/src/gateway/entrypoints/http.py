@@ -14,13 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, cast
 from uuid import UUID, uuid4
 
-import httpx
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from emporium_kit.problems import problem
-from gateway.adapters.upstream import Upstreams, UpstreamUnavailable
+from gateway.adapters.upstream import UpstreamResponse, Upstreams, UpstreamUnavailable
 from gateway.domain.commands import LogIn, RegisterUser
 from gateway.domain.model import Principal, Role
 from gateway.entrypoints import schemas
@@ -106,7 +105,7 @@ def _headers(principal: Principal | None = None, idempotency_key: str | None = N
 _RELAYED_HEADERS = ("location", "retry-after", "etag", "idempotent-replayed")
 
 
-def _relay(response: httpx.Response, service: str) -> Response:
+def _relay(response: UpstreamResponse, service: str) -> Response:
     """Pass a service's status and JSON body through (its errors are already problem+json)."""
     status = response.status_code
     if status >= 500 and status != 503:
@@ -126,7 +125,7 @@ def _relay(response: httpx.Response, service: str) -> Response:
     return Response(content=response.content, status_code=status, media_type=media_type, headers=headers)
 
 
-def _json(response: httpx.Response, service: str) -> Any:
+def _json(response: UpstreamResponse, service: str) -> Any:
     try:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -137,7 +136,7 @@ def _json(response: httpx.Response, service: str) -> Any:
 _DEGRADED = {"X-Emporium-Degraded": "inventory"}
 
 
-def _is_ok(response: httpx.Response) -> bool:
+def _is_ok(response: UpstreamResponse) -> bool:
     return 200 <= response.status_code < 300
 
 
@@ -341,16 +340,20 @@ async def get_stock(product_id: UUID, services: Services) -> Response:
 
 @router.post("/orders", status_code=202, tags=["orders"])
 async def place_order(
+    request: Request,
     body: schemas.PlaceOrderRequest,
     services: Services,
     caller: Shopper,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    """``body`` is validated here (a bad order is a 422 at the door) and then relayed as the
+    client's own bytes: the gateway changes nothing in it, so it is not serialised again."""
+    del body
     response = await services.request(
         "orders",
         "POST",
         "/orders",
-        json=body.model_dump(mode="json"),
+        content=await request.body(),  # read and kept by FastAPI to validate it
         headers=_headers(caller, idempotency_key),
     )
     return _relay(response, "orders")
