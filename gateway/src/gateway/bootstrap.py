@@ -60,10 +60,6 @@ def create_app(
     settings = settings or GatewaySettings()
     observability.configure(SERVICE, log_level=settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is too many
-    # `python -m gateway serve` runs uvicorn with access_log=False, but the logging set-up above
-    # lets uvicorn's access logger reach the root handler again: a JSON line per request, 2 % of
-    # the gateway's CPU (bench/results/gateway-clients/). Spans and metrics record each request.
-    logging.getLogger("uvicorn.access").propagate = False
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
