@@ -11,9 +11,9 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
+from emporium_events import dead_letters as letters
 from emporium_events.kafka import replay
 from emporium_events.outbox import backlog
-from emporium_events.tables import dead_letters
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -58,43 +58,31 @@ async def list_dead_letters(
     include_replayed: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeadLetter]:
-    query = sa.select(dead_letters).order_by(dead_letters.c.id).limit(limit)
-    if not include_replayed:
-        query = query.where(dead_letters.c.replayed_at.is_(None))
     async with _runtime(request).session_factory() as session:
-        return [_out(r) for r in (await session.execute(query)).all()]
+        rows = await letters.listing(session, include_replayed=include_replayed, limit=limit)
+    return [_out(r) for r in rows]
 
 
 @router.post("/dead-letters/{letter_id}/replay", response_model=Replayed)
 async def replay_one(letter_id: int, request: Request) -> Replayed:
-    return Replayed(replayed=await _replay(request, dead_letters.c.id == letter_id, must_exist=letter_id))
+    return Replayed(replayed=await _replay(request, letter_id=letter_id))
 
 
 @router.post("/dead-letters/replay", response_model=Replayed)
 async def replay_all(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> Replayed:
     """Replays up to ``limit`` letters, oldest first; call again for the rest."""
-    return Replayed(replayed=await _replay(request, dead_letters.c.replayed_at.is_(None), limit=limit))
+    return Replayed(replayed=await _replay(request, limit=limit))
 
 
-async def _replay(
-    request: Request, which: sa.ColumnElement[bool], must_exist: int | None = None, limit: int = 1
-) -> list[int]:
+async def _replay(request: Request, *, letter_id: int | None = None, limit: int = 1) -> list[int]:
     runtime = _runtime(request)
     if not runtime.kafka_connected:
         raise HTTPException(503, "Kafka is not reachable; nothing was replayed", headers={"Retry-After": "5"})
     done: list[int] = []
     async with runtime.session_factory() as session, session.begin():
-        rows = (
-            await session.execute(
-                sa.select(dead_letters)
-                .where(which)
-                .order_by(dead_letters.c.id)
-                .limit(limit)
-                .with_for_update()
-            )
-        ).all()
-        if must_exist is not None and not rows:
-            raise HTTPException(404, f"dead letter {must_exist} does not exist")
+        rows = await letters.lock_for_replay(session, letter_id=letter_id, limit=limit)
+        if letter_id is not None and not rows:
+            raise HTTPException(404, f"dead letter {letter_id} does not exist")
         for row in rows:
             try:
                 await replay(runtime.producer, row)
@@ -106,9 +94,7 @@ async def _replay(
                 break  # mark what went out; the rest stays for the next call
             done.append(row.id)
         if done:
-            await session.execute(
-                sa.update(dead_letters).where(dead_letters.c.id.in_(done)).values(replayed_at=sa.func.now())
-            )
+            await letters.mark_replayed(session, done)
     return done
 
 

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from payments.adapters.orm import payments
+from emporium_kit.edge import runtime
+from payments.adapters import views
 
 router = APIRouter()
 
@@ -22,6 +22,5 @@ class PaymentOut(BaseModel):
 
 @router.get("/payments", response_model=list[PaymentOut])
 async def list_payments(request: Request, order_id: UUID) -> list[PaymentOut]:
-    async with request.app.state.runtime.session_factory() as session:
-        rows = (await session.execute(sa.select(payments).where(payments.c.order_id == order_id))).mappings()
-        return [PaymentOut.model_validate(dict(r)) for r in rows]
+    rows = await views.payments_of(runtime(request).session_factory, order_id=order_id)
+    return [PaymentOut.model_validate(r) for r in rows]
