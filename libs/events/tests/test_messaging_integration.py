@@ -83,7 +83,7 @@ class Harness:
 
 
 async def record_effect(event: PaymentFailed, _: Envelope, uow: UnitOfWork) -> None:
-    await uow.session.execute(sa.insert(effects).values(order_id=event.order_id))
+    await uow.connection.execute(sa.insert(effects).values(order_id=event.order_id))
 
 
 async def eventually(check, *, timeout: float = 20.0):
@@ -304,7 +304,7 @@ async def test_a_backlog_is_handled_in_shared_transactions_and_each_effect_lands
     async def record_with_txid(event, envelope, uow):
         if event.order_id in ours:
             transactions[event.order_id] = (
-                await uow.session.execute(sa.text("SELECT txid_current()"))
+                await uow.connection.execute(sa.text("SELECT txid_current()"))
             ).scalar_one()
         await record_effect(event, envelope, uow)
 

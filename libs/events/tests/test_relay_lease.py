@@ -143,11 +143,11 @@ class Outbox:
         uow = UnitOfWork(self.sessions, producer_name="test", on_commit=lambda _: replica.relay.notify())
         async with uow:
             n = (
-                await uow.session.execute(
+                await uow.connection.execute(
                     sa.select(counters.c.n).where(counters.c.id == aggregate).with_for_update()
                 )
             ).scalar_one() + 1
-            await uow.session.execute(sa.update(counters).where(counters.c.id == aggregate).values(n=n))
+            await uow.connection.execute(sa.update(counters).where(counters.c.id == aggregate).values(n=n))
             uow.publish(PaymentFailed(order_id=aggregate, reason=str(n)), aggregate_id=aggregate)
             await uow.commit()
 

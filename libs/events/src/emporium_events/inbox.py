@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from emporium_events.envelope import Envelope
 from emporium_events.tables import inbox
@@ -16,7 +16,9 @@ from emporium_events.tables import inbox
 _CLAIM = insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
 
 
-async def claim(session: AsyncSession, *, consumer: str, envelopes: Sequence[Envelope]) -> set[UUID]:
+async def claim(
+    session: AsyncConnection | AsyncSession, *, consumer: str, envelopes: Sequence[Envelope]
+) -> set[UUID]:
     """Record the events as seen by ``consumer`` with one statement; returns the ids seen for
     the first time (the others are duplicates)."""
     if not envelopes:

@@ -464,7 +464,7 @@ class EventConsumer:
             dlq(record.topic), key=record.key, value=record.value, headers=headers
         )
         async with self._uow_factory() as uow:
-            await uow.session.execute(
+            await uow.connection.execute(
                 sa.insert(dead_letters).values(
                     consumer=self.name,
                     topic=record.topic,

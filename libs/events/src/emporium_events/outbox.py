@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from emporium_events import tracing
 from emporium_events.envelope import Envelope
@@ -33,7 +33,7 @@ def row(envelope: Envelope, trace_headers: dict[str, str] | None = None) -> dict
     }
 
 
-async def append(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+async def append(session: AsyncConnection | AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Add outbox rows (from ``row``) in the session's transaction, with one statement."""
     if rows:
         await session.execute(_APPEND, rows)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from emporium_events import inbox, outbox, tracing
 from emporium_events.contracts import Event
@@ -24,7 +24,9 @@ class UnitOfWork:
     Only the unit of work commits. Events published in it are kept until the commit and written
     to the outbox with one statement just before it. After each commit it calls
     ``on_commit(events_written)``. Services subclass it to add their repositories (built from
-    ``self.session``).
+    ``self.connection``). It works on a pooled SQLAlchemy Core connection, not an ORM session:
+    nothing here needs an identity map, and the session cost about 40 µs per statement and
+    110 µs per transaction more (bench/results/dbclients).
     """
 
     def __init__(
@@ -34,7 +36,10 @@ class UnitOfWork:
         producer_name: str,
         on_commit: Callable[[int], None] = lambda published: None,
     ) -> None:
-        self._session_factory = session_factory
+        engine = session_factory.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("a unit of work needs a session factory bound to an AsyncEngine")
+        self._engine = engine
         self.producer_name = producer_name
         self._on_commit = on_commit
         self.causation: Envelope | None = None
@@ -42,8 +47,8 @@ class UnitOfWork:
         self._written = 0
 
     async def __aenter__(self) -> Self:
-        self.session = self._session_factory()
-        await self.session.begin()
+        self.connection: AsyncConnection = await self._engine.connect()
+        await self.connection.begin()
         self._rows = []
         return self
 
@@ -51,14 +56,14 @@ class UnitOfWork:
         # Anything not committed explicitly is rolled back; the connection goes back either way.
         self._rows = []
         try:
-            await self.session.rollback()
+            await self.connection.rollback()
         finally:
-            await self.session.close()
+            await self.connection.close()
 
     async def flush(self) -> None:
         """Write the events published so far to the outbox (commit does it too)."""
         rows, self._rows = self._rows, []
-        await outbox.append(self.session, rows)
+        await outbox.append(self.connection, rows)
         self._written += len(rows)
 
     async def collect(self) -> None:
@@ -71,21 +76,21 @@ class UnitOfWork:
         self._written = 0
         await self.collect()
         await self.flush()
-        await self.session.commit()
+        await self.connection.commit()
         crash_point("uow.after_commit")
         self._on_commit(self._written)
 
     async def rollback(self) -> None:
         self._rows = []
-        await self.session.rollback()
+        await self.connection.rollback()
 
     async def claim(self, *, consumer: str, envelope: Envelope) -> bool:
         """Record the event as seen by ``consumer``; False when it was seen before (a duplicate)."""
-        return bool(await inbox.claim(self.session, consumer=consumer, envelopes=[envelope]))
+        return bool(await inbox.claim(self.connection, consumer=consumer, envelopes=[envelope]))
 
     async def claim_many(self, *, consumer: str, envelopes: Sequence[Envelope]) -> set[UUID]:
         """``claim`` for many events with one statement; returns the ids seen for the first time."""
-        return await inbox.claim(self.session, consumer=consumer, envelopes=envelopes)
+        return await inbox.claim(self.connection, consumer=consumer, envelopes=envelopes)
 
     def publish(
         self,

@@ -7,19 +7,19 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.adapters.orm import products
 from catalog.domain.model import Product
 
 
 class ProductRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def add(self, product: Product) -> bool:
         """Insert; False when the sku is taken."""
-        result = await self._session.execute(
+        result = await self._connection.execute(
             insert(products)
             .values(**asdict(product))
             .on_conflict_do_nothing(index_elements=["sku"])
@@ -30,7 +30,7 @@ class ProductRepository:
     async def get_for_update(self, *, product_id: UUID) -> Product | None:
         row = (
             (
-                await self._session.execute(
+                await self._connection.execute(
                     sa.select(products).where(products.c.id == product_id).with_for_update()
                 )
             )
@@ -42,4 +42,6 @@ class ProductRepository:
     async def save(self, product: Product) -> None:
         values = asdict(product)
         values.pop("id")
-        await self._session.execute(sa.update(products).where(products.c.id == product.id).values(**values))
+        await self._connection.execute(
+            sa.update(products).where(products.c.id == product.id).values(**values)
+        )

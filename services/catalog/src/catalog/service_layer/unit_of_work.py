@@ -11,5 +11,5 @@ class CatalogUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.products = ProductRepository(self.session)
+        self.products = ProductRepository(self.connection)
         return self

@@ -8,19 +8,19 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inventory.adapters.orm import reservations, stock
 from inventory.domain.model import Reservation, ReservationStatus, StockItem
 
 
 class StockRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def ensure(self, *, product_id: UUID, sku: str | None = None) -> None:
         """Create an empty stock record if there is none (ProductCreated, or an admin's first PUT)."""
-        await self._session.execute(
+        await self._connection.execute(
             insert(stock)
             .values(product_id=product_id, sku=sku, on_hand=0, reserved=0)
             .on_conflict_do_update(
@@ -32,7 +32,7 @@ class StockRepository:
         ids = sorted(set(product_ids), key=str)
         if not ids:
             return {}
-        rows = (await self._session.execute(_LOCK_STOCK, {"ids": ids})).all()
+        rows = (await self._connection.execute(_LOCK_STOCK, {"ids": ids})).all()
         return {
             r.product_id: StockItem(
                 product_id=r.product_id, sku=r.sku, on_hand=r.on_hand, reserved=r.reserved
@@ -45,7 +45,7 @@ class StockRepository:
         rows = {item.product_id: item for item in items}
         if not rows:
             return
-        await self._session.execute(
+        await self._connection.execute(
             _SAVE_STOCK,
             {
                 "ids": list(rows),
@@ -56,15 +56,15 @@ class StockRepository:
 
 
 class ReservationRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def get_many_for_update(self, *, order_ids: Iterable[UUID]) -> dict[UUID, Reservation]:
         """The orders' reservations that exist, locked (in order-id order), with one statement."""
         ids = sorted(set(order_ids))
         if not ids:
             return {}
-        rows = (await self._session.execute(_LOCK_RESERVATIONS, {"ids": ids})).mappings()
+        rows = (await self._connection.execute(_LOCK_RESERVATIONS, {"ids": ids})).mappings()
         return {
             row["order_id"]: Reservation(
                 order_id=row["order_id"],
@@ -78,7 +78,7 @@ class ReservationRepository:
 
     async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
         """Held reservations past their TTL, skipping any another replica is handling."""
-        rows = await self._session.execute(
+        rows = await self._connection.execute(
             sa.select(reservations.c.order_id)
             .where(
                 reservations.c.status == ReservationStatus.RESERVED.value, reservations.c.expires_at <= now
@@ -102,7 +102,7 @@ class ReservationRepository:
             for r in reservations
         ]
         if rows:
-            await self._session.execute(_SAVE_RESERVATIONS, rows)
+            await self._connection.execute(_SAVE_RESERVATIONS, rows)
 
 
 # The statements run for every event, built once (building one costs more CPU than running it).

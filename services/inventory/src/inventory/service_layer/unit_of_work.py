@@ -12,6 +12,6 @@ class InventoryUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.stock = StockRepository(self.session)
-        self.reservations = ReservationRepository(self.session)
+        self.stock = StockRepository(self.connection)
+        self.reservations = ReservationRepository(self.connection)
         return self

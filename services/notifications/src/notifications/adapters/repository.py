@@ -10,15 +10,15 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from notifications.adapters.orm import notifications as n
 from notifications.domain.model import Notification
 
 
 class NotificationRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def add_many(self, notifications: Sequence[tuple[Notification, dict[str, str]]]) -> int:
         """One INSERT for all of them; an order's second notification of one type is left out
@@ -33,7 +33,7 @@ class NotificationRepository:
             }
             for note, carrier in notifications
         ]
-        return len((await self._session.execute(_ADD, rows)).all())
+        return len((await self._connection.execute(_ADD, rows)).all())
 
 
 # RETURNING makes SQLAlchemy send many rows as one multi-row INSERT ("insertmanyvalues").

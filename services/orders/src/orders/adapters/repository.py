@@ -9,7 +9,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from emporium_events import tracing
 from emporium_events.bus import Delivery
@@ -25,8 +25,8 @@ class OrderRepository:
     unit of work calls before its commit: new orders with their lines and history in one
     statement each, changed orders in one UPDATE, their new history in one INSERT."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
         self._loaded: dict[UUID, Order] = {}
         self._new: dict[UUID, str | None] = {}  # new order -> its trace id
         self.seen: dict[UUID, Order] = {}  # added or saved in this transaction
@@ -56,7 +56,7 @@ class OrderRepository:
         wanted = list(dict.fromkeys(order_ids))
         missing = sorted(o for o in wanted if o not in self._loaded)
         if missing:
-            rows = (await self._session.execute(self._locked, {"ids": missing})).mappings().all()
+            rows = (await self._connection.execute(self._locked, {"ids": missing})).mappings().all()
             for order in _orders_from(rows):
                 self._loaded[order.id] = order
             if with_history and rows:
@@ -64,14 +64,14 @@ class OrderRepository:
         return {o: self._loaded[o] for o in wanted if o in self._loaded}
 
     async def _read_history(self, order_ids: list[UUID]) -> None:
-        for h in (await self._session.execute(self._history, {"ids": order_ids})).mappings():
+        for h in (await self._connection.execute(self._history, {"ids": order_ids})).mappings():
             self._loaded[h["order_id"]].history.append(
                 HistoryEntry(status=h["status"], at=h["at"], note=h["note"])
             )
 
     async def overdue_ids(self, *, now: datetime, limit: int) -> list[UUID]:
         """Orders whose saga outlived its deadline, skipping any another replica is handling."""
-        rows = await self._session.execute(
+        rows = await self._connection.execute(
             sa.select(orders.c.id)
             .where(
                 orders.c.status.not_in([OrderStatus.CONFIRMED.value, OrderStatus.CANCELLED.value]),
@@ -86,12 +86,12 @@ class OrderRepository:
     async def write(self) -> None:
         """Write what this transaction added and changed (see the class)."""
         for order_id, trace_id in self._new.items():
-            await self._session.execute(self._insert, _insert_params(self._loaded[order_id], trace_id))
+            await self._connection.execute(self._insert, _insert_params(self._loaded[order_id], trace_id))
             self._loaded[order_id].new_history.clear()
         changed = [order for order in self.seen.values() if order.id not in self._new]
         self._new = {}
         if changed:
-            await self._session.execute(
+            await self._connection.execute(
                 self._update,
                 {
                     "ids": [o.id for o in changed],
@@ -102,7 +102,7 @@ class OrderRepository:
             )
         history = [(o.id, h) for o in changed for h in o.new_history]
         if history:
-            await self._session.execute(
+            await self._connection.execute(
                 self._append_history,
                 [{"order_id": oid, "status": h.status, "note": h.note, "at": h.at} for oid, h in history],
             )
@@ -218,18 +218,18 @@ class IdempotencyKeys:
     either finds the whole first answer or nothing at all.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def find(self, *, customer_id: UUID, key: str) -> sa.Row[*tuple[Any, ...]] | None:
-        return (await self._session.execute(self._find, {"customer_id": customer_id, "key": key})).first()
+        return (await self._connection.execute(self._find, {"customer_id": customer_id, "key": key})).first()
 
     async def claim(self, *, customer_id: UUID, key: str, request_hash: str) -> bool:
         """Reserve the key for this transaction; False if another request holds or held it.
 
         A concurrent holder makes this wait until it commits (then False) or rolls back (then True).
         """
-        result = await self._session.execute(
+        result = await self._connection.execute(
             self._claim, {"customer_id": customer_id, "key": key, "request_hash": request_hash}
         )
         return result.first() is not None
@@ -237,7 +237,7 @@ class IdempotencyKeys:
     async def record(
         self, *, customer_id: UUID, key: str, status_code: int, response: dict[str, Any]
     ) -> None:
-        await self._session.execute(
+        await self._connection.execute(
             self._record,
             {
                 "the_customer": customer_id,
@@ -270,7 +270,7 @@ class IdempotencyKeys:
     )
 
     async def purge(self, *, older_than: datetime) -> int:
-        result = await self._session.execute(
+        result = await self._connection.execute(
             sa.delete(idempotency_keys).where(idempotency_keys.c.created_at < older_than)
         )
         return cast(sa.CursorResult[Any], result).rowcount or 0
@@ -282,11 +282,11 @@ class CatalogPrices:
     One product's events share a partition, so they arrive in order and the last one wins.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def get(self, product_ids: list[UUID]) -> dict[UUID, PricedProduct]:
-        rows = await self._session.execute(self._select, {"ids": product_ids})
+        rows = await self._connection.execute(self._select, {"ids": product_ids})
         return {
             r.product_id: PricedProduct(
                 product_id=r.product_id,
@@ -299,7 +299,7 @@ class CatalogPrices:
         }
 
     async def put(self, product: PricedProduct) -> None:
-        await self._session.execute(
+        await self._connection.execute(
             self._upsert,
             {
                 "product_id": product.product_id,

@@ -15,9 +15,9 @@ class OrdersUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.orders = OrderRepository(self.session)
-        self.idempotency = IdempotencyKeys(self.session)
-        self.prices = CatalogPrices(self.session)
+        self.orders = OrderRepository(self.connection)
+        self.idempotency = IdempotencyKeys(self.connection)
+        self.prices = CatalogPrices(self.connection)
         return self
 
     async def collect(self) -> None:

@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.adapters.orm import payments
 from payments.domain.model import Payment, PaymentStatus
@@ -19,8 +19,8 @@ _SAVED = [name for name in _FIELDS if name != "payment_id"]
 
 
 class PaymentRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def get_or_start_many(self, *, order_ids: Iterable[UUID]) -> dict[UUID, Payment]:
         """The orders' payments, locked; each created AWAITING if this is the first we hear of it.
@@ -34,7 +34,7 @@ class PaymentRepository:
         ids = sorted(set(order_ids))  # in order-id order, so that racing batches never deadlock
         if not ids:
             return {}
-        rows = await self._session.execute(
+        rows = await self._connection.execute(
             _START,
             [
                 {
@@ -56,7 +56,7 @@ class PaymentRepository:
         saved = list(rows.values())
         values: dict[str, Any] = {name: [getattr(p, name) for p in saved] for name in _SAVED}
         values["status"] = [p.status.value for p in saved]
-        await self._session.execute(_SAVE, values)
+        await self._connection.execute(_SAVE, values)
 
 
 def _payment(row: Any) -> Payment:

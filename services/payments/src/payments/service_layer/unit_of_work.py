@@ -11,5 +11,5 @@ class PaymentsUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.payments = PaymentRepository(self.session)
+        self.payments = PaymentRepository(self.connection)
         return self
