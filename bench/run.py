@@ -67,12 +67,18 @@ SETTLE_SECONDS = 5.0  # after the last order is done, outbox and consumer lag mu
 # ---------------------------------------------------------------------- CPU accounting
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """utime + stime of ``pid``; with ``reaped``, plus those of its children that exited and were
+    waited for (cutime + cstime): a PostgreSQL backend that ends between two snapshots must not
+    take its CPU with it (that made the PostgreSQL row negative)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICKS
 
 
 def _children(pid: int) -> list[int]:
@@ -100,7 +106,9 @@ class Processes:
             cpu["kafka"] = sum(_cpu_seconds(pid) for pid in self.stack.kafka.pids)
         if self.stack.postgres is not None and self.stack.postgres.pid:
             root = self.stack.postgres.pid
-            cpu["postgresql"] = _cpu_seconds(root) + sum(_cpu_seconds(c) for c in _children(root))
+            cpu["postgresql"] = _cpu_seconds(root, reaped=True) + sum(
+                _cpu_seconds(c) for c in _children(root)
+            )
         if self.stack.smtp is not None and self.stack.smtp.pid:
             cpu["smtp sink"] = _cpu_seconds(self.stack.smtp.pid)  # the devstack's mail sink
         if self.stack.jaeger is not None and self.stack.jaeger.pid:

@@ -117,3 +117,21 @@ def test_the_customer_identity_comes_from_the_token_claims() -> None:
         "X-User-Role": "customer",
     }
     assert customer.bearer == {"Authorization": f"Bearer h.{payload}.s"}
+
+
+def test_the_cpu_of_a_child_that_exited_stays_counted_with_its_parent() -> None:
+    import os
+    import subprocess
+
+    import run
+
+    before = run._cpu_seconds(os.getpid(), reaped=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass",
+        ],
+        check=True,
+    )
+    assert run._cpu_seconds(os.getpid(), reaped=True) - before >= 0.25
