@@ -42,7 +42,7 @@ async def deliver(sessions, event, handler, envelope=None, *, commit=True) -> En
     """As the consumer does: claim the event in the inbox, handle it, commit."""
     envelope = envelope or Envelope.wrap(event, producer="test", aggregate_id="x")
     async with uow(sessions) as u:
-        if await u.claim(consumer="orders", envelope=envelope):
+        if await u.claim_many(consumer="orders", envelopes=[envelope]):
             await handler([Delivery(event, envelope)], u)
         if commit:
             await u.commit()

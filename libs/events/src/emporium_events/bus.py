@@ -104,10 +104,10 @@ class MessageBus(Generic[U]):
         self._commands = dict(commands or {})
         self._events = dict(events or {})
         self.dependencies: dict[str, Any] = dict(dependencies or {})
-        # Which dependencies each handler wants, read once (inspect is not free per call).
+        # The dependencies each handler names after (command, uow), read once: inspect is not
+        # free per call.
         self._wanted = {
-            handler: [n for n in inspect.signature(handler).parameters if n not in ("uow",)][1:]
-            for handler in self._commands.values()
+            handler: list(inspect.signature(handler).parameters)[2:] for handler in self._commands.values()
         }
 
     @property

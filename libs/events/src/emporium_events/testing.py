@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Self
 from uuid import UUID
 
@@ -34,15 +35,10 @@ class FakeUnitOfWork:
     async def rollback(self) -> None:
         return None
 
-    async def claim(self, *, consumer: str, envelope: Envelope) -> bool:
-        key = (consumer, envelope.event_id)
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        return True
-
-    async def claim_many(self, *, consumer: str, envelopes: list[Envelope]) -> set[UUID]:
-        return {e.event_id for e in envelopes if await self.claim(consumer=consumer, envelope=e)}
+    async def claim_many(self, *, consumer: str, envelopes: Sequence[Envelope]) -> set[UUID]:
+        fresh = {e.event_id for e in envelopes if (consumer, e.event_id) not in self._seen}
+        self._seen |= {(consumer, event_id) for event_id in fresh}
+        return fresh
 
     def publish(
         self,

@@ -84,12 +84,9 @@ class UnitOfWork:
         self._rows = []
         await self.connection.rollback()
 
-    async def claim(self, *, consumer: str, envelope: Envelope) -> bool:
-        """Record the event as seen by ``consumer``; False when it was seen before (a duplicate)."""
-        return bool(await inbox.claim(self.connection, consumer=consumer, envelopes=[envelope]))
-
     async def claim_many(self, *, consumer: str, envelopes: Sequence[Envelope]) -> set[UUID]:
-        """``claim`` for many events with one statement; returns the ids seen for the first time."""
+        """Record the events as seen by ``consumer`` with one statement; returns the ids seen for
+        the first time (the others were seen before: duplicates)."""
         return await inbox.claim(self.connection, consumer=consumer, envelopes=envelopes)
 
     def publish(

@@ -58,7 +58,4 @@ def build_app(settings: OrdersSettings | None = None) -> FastAPI:
         runtime.bus, key_retention=timedelta(hours=settings.idempotency_retention_hours)
     )
     runtime.resources.append(Periodic("saga-deadlines", sweep, interval=settings.deadline_sweep_seconds))
-    app = create_app(service=SERVICE, runtime=runtime, routers=[router], error_status=ERROR_STATUS)
-    app.state.catalog = catalog
-    app.state.settings = settings
-    return app
+    return create_app(service=SERVICE, runtime=runtime, routers=[router], error_status=ERROR_STATUS)
