@@ -3,40 +3,50 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from emporium_events import tracing
 from emporium_events.envelope import Envelope
 from emporium_events.tables import dead_letters, outbox
 from emporium_events.topics import topic_for
 
-# Built once: building a statement and its cache key costs more CPU than running it. RETURNING
-# makes SQLAlchemy send many rows as one multi-row INSERT ("insertmanyvalues") rather than one
-# INSERT per row; created_at is clock_timestamp(), not now() (the transaction's start).
-_APPEND = sa.insert(outbox).values(created_at=sa.func.clock_timestamp()).returning(outbox.c.id)
+# Every row of a transaction in one statement, straight on psycopg: through SQLAlchemy Core the
+# same append cost ~0.4 ms more CPU per transaction (bench/results/dbclients). The rows keep the
+# order they were published in (WITH ORDINALITY), so one aggregate's ids follow its events;
+# created_at is clock_timestamp(), not now() (the transaction's start).
+_APPEND = (
+    "INSERT INTO outbox (event_id, topic, key, event_type, envelope, trace_headers, created_at)"
+    " SELECT e, t, k, et, env::jsonb, th::jsonb, clock_timestamp()"
+    " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+    " WITH ORDINALITY AS v(e, t, k, et, env, th, n) ORDER BY n"
+)
 
 
-def row(envelope: Envelope, trace_headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """The outbox row of ``envelope``, traced under ``trace_headers`` (by default the trace
-    context current at write time)."""
-    return {
-        "event_id": envelope.event_id,
-        "topic": topic_for(envelope.event_type),
-        "key": envelope.aggregate_id,
-        "event_type": envelope.event_type,
-        "envelope": envelope.model_dump(mode="json"),
-        "trace_headers": tracing.current_carrier() if trace_headers is None else trace_headers,
-    }
+def row(envelope: Envelope, trace_headers: dict[str, str] | None = None) -> tuple[Any, ...]:
+    """The outbox row of ``envelope`` (event id, topic, key, type, envelope and trace headers as
+    JSON text), traced under ``trace_headers`` (by default the trace context current at write
+    time). The envelope is serialized once, here, by pydantic; the relay sends that text."""
+    headers = tracing.current_carrier() if trace_headers is None else trace_headers
+    return (
+        envelope.event_id,
+        topic_for(envelope.event_type),
+        envelope.aggregate_id,
+        envelope.event_type,
+        envelope.model_dump_json(),
+        json.dumps(headers, separators=(",", ":")),
+    )
 
 
-async def append(session: AsyncConnection | AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Add outbox rows (from ``row``) in the session's transaction, with one statement."""
+async def append(connection: psycopg.AsyncConnection[Any], rows: list[tuple[Any, ...]]) -> None:
+    """Add outbox rows (from ``row``) in the connection's transaction, with one statement."""
     if rows:
-        await session.execute(_APPEND, rows)
+        await connection.execute(_APPEND, [list(column) for column in zip(*rows, strict=True)])
 
 
 _BACKLOG = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(outbox.c.sent_at.is_(None))
