@@ -98,7 +98,7 @@ class EventConsumer:
         tx_batch: int = 200,
         fetch_min_bytes: int = 1,
         fetch_max_wait_ms: int = 500,
-        commit_interval: float = 0.25,
+        commit_interval: float = 1.0,
     ) -> None:
         self.name = name
         self._bootstrap = bootstrap
@@ -157,7 +157,9 @@ class EventConsumer:
         assert self._consumer is not None, "start() first"
         consumer = self._consumer
         while True:
-            wait_ms = int(self._commit_interval * 1000) if self._pending else 500  # idle: commit soon
+            # Records handled but not committed: a poll that stays empty this long means the
+            # consumer idles, and it commits then rather than at the next interval.
+            wait_ms = int(min(self._commit_interval, 0.25) * 1000) if self._pending else 500
             batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self._max_batch)
             assigned = consumer.assignment()
             self._assigned.set(len(assigned))

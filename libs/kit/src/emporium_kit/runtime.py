@@ -142,6 +142,7 @@ class Runtime(Generic[U]):
                 tx_batch=self.settings.consumer_max_records,
                 fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
                 fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+                commit_interval=self.settings.consumer_commit_interval_seconds,
                 producer=self.producer,
                 metrics=self.metrics,
             )

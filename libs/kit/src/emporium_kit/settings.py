@@ -41,6 +41,11 @@ class ServiceSettings(ProcessSettings):
     consumer_fetch_min_bytes: int = Field(default=1, ge=1, le=1_048_576)
     consumer_fetch_max_wait_ms: int = Field(default=500, ge=0, le=10_000)
     consumer_max_records: int = Field(default=200, ge=1, le=10_000)
+    # How often a consumer commits its offsets while it has handled records (and at once when it
+    # idles or stops). Each commit is a broker request and a write to __consumer_offsets; a crash
+    # replays at most this much, which the inbox turns into no-ops. 1 s rather than 0.25 s: Kafka's
+    # CPU per order fell from 9.0 to 7.7 ms at 20 orders/s and from 4.2 to 2.5 ms at 40/s.
+    consumer_commit_interval_seconds: float = Field(default=1.0, gt=0, le=60)
 
 
 def env_prefix(service: str) -> SettingsConfigDict:
