@@ -5,12 +5,16 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
-def make_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 6) -> AsyncEngine:
     # Overflow connections are closed as soon as they are returned, so under steady concurrency
     # above pool_size each request paid a new PostgreSQL connection (bench/results/profile):
     # a larger steady pool and a small overflow instead. No pre-ping (a round trip on every
     # checkout): a connection found dead invalidates the pool, and the caller's retry (consumers)
-    # or 503 (HTTP) covers the one failed use.
+    # or 503 (HTTP) covers the one failed use. Six steady connections (issue 11, was 20): a process's
+    # transactions are short and its CPU, not its connections, is what limits it; more
+    # connections only spread the plan caches and the server's work over more backends. Not
+    # fewer: an overflow connection is a new backend per use, and POST /orders alone has ~5
+    # requests in flight at 100 orders/s.
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=max(2, pool_size // 4), pool_recycle=1800, pool_pre_ping=False
     )

@@ -15,7 +15,8 @@ class ProcessSettings(BaseSettings):
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     host: str = "127.0.0.1"
     port: int = 8080
-    db_pool_size: int = 20
+    # Steady connections per process (emporium_kit.db.make_engine); the relay's lease has its own.
+    db_pool_size: int = 6
     log_level: str = "INFO"
 
 
