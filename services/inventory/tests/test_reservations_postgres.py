@@ -9,12 +9,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from emporium_events.bus import Delivery, MessageBus
-from emporium_events.contracts import OrderLine, OrderPlaced
+from emporium_events.contracts import OrderConfirmed, OrderLine, OrderPlaced, StockLine
 from emporium_events.envelope import Envelope
 from emporium_events.tables import outbox
 from emporium_kit.db import make_session_factory
 from emporium_kit.migrations import folder, upgrade
-from inventory.domain.commands import SetStockLevel
+from inventory.domain.commands import ExpireReservations, SetStockLevel
+from inventory.domain.model import Reservation, ReservationStatus
 from inventory.service_layer import handlers
 from inventory.service_layer.unit_of_work import InventoryUnitOfWork
 
@@ -138,3 +139,53 @@ async def test_an_order_placed_and_cancelled_in_one_batch_ends_released_and_a_re
         replies = (await s.execute(sa.select(outbox.c.event_type).order_by(outbox.c.id))).scalars().all()
     assert status == "RELEASED" and tuple(stock) == (3, 0)
     assert replies == ["inventory.StockReserved", "inventory.StockReleased"]
+
+
+async def test_reservations_read_back_exactly_as_they_were_saved_and_a_save_updates_them(sessions):
+    a, b = uuid4(), uuid4()
+    expires_at = datetime.now(UTC) + timedelta(seconds=60)
+    saved = [
+        Reservation(uuid4(), ReservationStatus.RESERVED, {a: 2, b: 1}, expires_at=expires_at),
+        Reservation(uuid4(), ReservationStatus.FAILED, {a: 5}, reason="OUT_OF_STOCK"),
+        Reservation(uuid4(), ReservationStatus.RELEASED, reason="PAYMENT_DECLINED"),
+    ]
+    async with InventoryUnitOfWork(sessions, producer_name="inventory") as uow:
+        await uow.reservations.save_many(saved)
+        await uow.reservations.save_many([Reservation(uuid4(), ReservationStatus.RESERVED, {b: 1})])
+        await uow.commit()
+    held = saved[0]
+    held.status, held.reason = ReservationStatus.COMMITTED, "late"
+    async with InventoryUnitOfWork(sessions, producer_name="inventory") as uow:
+        await uow.reservations.save_many([held])
+        await uow.commit()
+    async with InventoryUnitOfWork(sessions, producer_name="inventory") as uow:
+        found = await uow.reservations.get_many_for_update(order_ids=[r.order_id for r in saved])
+    assert found == {r.order_id: r for r in saved}
+    assert found[held.order_id].expires_at.utcoffset() is not None
+
+
+async def test_a_confirmed_order_keeps_its_units_for_good_and_an_expired_one_gives_them_back(sessions):
+    product = uuid4()
+    await bus_for(sessions).handle(SetStockLevel(product, 5))
+    kept, lapsed = placed((product, 2)), placed((product, 1))
+    await reserve(sessions, kept)
+    expiring = MessageBus(
+        lambda: InventoryUnitOfWork(sessions, producer_name="inventory"),
+        commands=handlers.COMMANDS,
+        events=handlers.events_for(reservation_ttl=timedelta(seconds=-1)),
+    )
+    await expiring.handle_events("inventory", [delivery(lapsed)])
+    confirmed = OrderConfirmed(
+        order_id=kept.order_id,
+        customer_id=kept.customer_id,
+        lines=(StockLine(product_id=product, quantity=2),),
+        total_cents=0,
+        currency="USD",
+    )
+    assert await bus_for(sessions).handle_events("inventory", [delivery(confirmed)]) == ["handled"]
+    assert await bus_for(sessions).handle(ExpireReservations()) == 1
+    async with sessions() as s:
+        statuses = dict((await s.execute(sa.text("SELECT order_id, status FROM reservations"))).all())
+        stock = (await s.execute(sa.text("SELECT on_hand, reserved FROM stock"))).one()
+    assert statuses == {kept.order_id: "COMMITTED", lapsed.order_id: "EXPIRED"}
+    assert tuple(stock) == (3, 0)

@@ -13,6 +13,7 @@ from emporium_events.envelope import Envelope
 from emporium_events.tables import outbox
 from payments.adapters.orm import payments, sandbox_provider_operations
 from payments.adapters.provider import SandboxProvider
+from payments.domain.model import Payment, PaymentStatus
 from payments.service_layer import handlers
 from payments.service_layer.unit_of_work import PaymentsUnitOfWork
 
@@ -198,3 +199,23 @@ async def test_round_trips_per_batch_do_not_grow_with_its_size(round_trips, sess
         "cancelled and voided": 6,
         "placed and reserved": 9,  # two waves: each event type its own load, call and save
     }
+
+
+async def test_payments_read_back_exactly_as_they_were_saved_and_a_new_one_starts_awaiting(sessions):
+    charged, declined, fresh = uuid4(), uuid4(), uuid4()
+    async with PaymentsUnitOfWork(sessions, producer_name="payments") as uow:
+        started = await uow.payments.get_or_start_many(order_ids=[charged, declined])
+        started[charged].record_order(
+            customer_id=uuid4(), amount_cents=2**40, currency="EUR", payment_token="tok_visa", client_key="k"
+        )
+        started[charged].record_reservation()
+        started[charged].charge_key()
+        started[charged].captured("ch_1")
+        started[declined].failed("PAYMENT_DECLINED")
+        await uow.payments.save_many(started.values())
+        await uow.commit()
+    async with PaymentsUnitOfWork(sessions, producer_name="payments") as uow:
+        found = await uow.payments.get_or_start_many(order_ids=[fresh, declined, charged])
+    assert {o: found[o] for o in (charged, declined)} == started
+    assert found[fresh] == Payment(order_id=fresh, payment_id=found[fresh].payment_id)
+    assert found[fresh].status is PaymentStatus.AWAITING

@@ -12,6 +12,7 @@ class InventoryUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.stock = StockRepository(self.connection)
-        self.reservations = ReservationRepository(self.connection)
+        # The per-batch statements run on the psycopg db, the rest on the SQLAlchemy connection.
+        self.stock = StockRepository(self.connection, self.db)
+        self.reservations = ReservationRepository(self.connection, self.db)
         return self

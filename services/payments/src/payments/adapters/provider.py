@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from uuid import uuid4
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from payments.adapters.orm import sandbox_provider_operations as ops
+import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,9 @@ class SandboxProvider:
 
     A batch is one statement on a connection of its own in autocommit (its own transaction, one
     round trip rather than BEGIN, statement, COMMIT); only keys it has answered before cost a
-    second statement, to read their first answers."""
+    second statement, to read their first answers. They run per batch, so they go straight to
+    psycopg on that pooled connection, with neither SQLAlchemy's execution layer nor a session,
+    for the unit of work's reasons (bench/results/dbclients)."""
 
     def __init__(self, sessions: Callable[[], async_sessionmaker[AsyncSession]]) -> None:
         self._sessions = sessions  # resolved per call: the engine exists only once the service runs
@@ -100,59 +100,77 @@ class SandboxProvider:
     async def lookup_many(self, *, idempotency_keys: Sequence[str]) -> dict[str, ProviderResult]:
         if not idempotency_keys:
             return {}
-        async with self._sessions()() as session:
-            connection = await session.connection(execution_options=_AUTOCOMMIT)
-            rows = (await connection.execute(_LOOKUP, {"keys": sorted(set(idempotency_keys))})).all()
-        return {row.idempotency_key: _result(row) for row in rows}
+        async with self._autocommit() as db:
+            cursor = await db.execute(_LOOKUP, (sorted(set(idempotency_keys)),))
+            return _results(await cursor.fetchall())
 
-    async def _once(self, operations: list[dict[str, Any]]) -> dict[str, ProviderResult]:
+    async def _once(self, operations: list[tuple[Any, ...]]) -> dict[str, ProviderResult]:
         """Record each operation unless its key is known; every key's first answer."""
         if not operations:
             return {}
         # In key order, so that two batches racing on the same keys wait rather than deadlock.
-        rows = sorted({op["idempotency_key"]: op for op in operations}.values(), key=_by_key)
-        async with self._sessions()() as session:
-            connection = await session.connection(execution_options=_AUTOCOMMIT)
-            made = {r.idempotency_key: _result(r) for r in await connection.execute(_RECORD, rows)}
-            known = [r["idempotency_key"] for r in rows if r["idempotency_key"] not in made]
+        rows = sorted({op[0]: op for op in operations}.values(), key=_by_key)
+        async with self._autocommit() as db:
+            cursor = await db.execute(_RECORD, [list(column) for column in zip(*rows, strict=True)])
+            made = _results(await cursor.fetchall())
+            known = [row[0] for row in rows if row[0] not in made]
             if known:  # answered before (a redelivery, or a race another call won): the first answer
-                for r in await connection.execute(_LOOKUP, {"keys": known}):
-                    made[r.idempotency_key] = _result(r)
+                cursor = await db.execute(_LOOKUP, (known,))
+                made.update(_results(await cursor.fetchall()))
         return made
 
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in autocommit, as its psycopg connection: each statement is its
+        own transaction, and the pool resets the isolation level when it takes it back."""
+        engine = self._sessions().kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("the sandbox provider needs a session factory bound to an AsyncEngine")
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            raw = await connection.get_raw_connection()
+            yield cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
 
-def _operation(key: str, kind: str, decline: str | None, amount_cents: int, currency: str) -> dict[str, Any]:
+
+def _operation(key: str, kind: str, decline: str | None, amount_cents: int, currency: str) -> tuple[Any, ...]:
+    """A ledger row, in _RECORD's column order."""
     prefix = "ch" if kind == "charge" else "re"
+    return (key, kind, f"{prefix}_{uuid4().hex[:24]}", decline is None, decline, amount_cents, currency)
+
+
+def _by_key(operation: tuple[Any, ...]) -> str:
+    return str(operation[0])
+
+
+def _results(rows: list[tuple[Any, ...]]) -> dict[str, ProviderResult]:
+    """Answers by key, from rows of _RECORD's RETURNING or _LOOKUP."""
     return {
-        "idempotency_key": key,
-        "kind": kind,
-        "operation_id": f"{prefix}_{uuid4().hex[:24]}",
-        "approved": decline is None,
-        "decline_code": decline,
-        "amount_cents": amount_cents,
-        "currency": currency,
+        key: ProviderResult(
+            approved=approved,
+            operation_id=operation_id,
+            decline_code=decline,
+            amount_cents=amount_cents,
+            currency=currency,
+        )
+        for key, approved, operation_id, decline, amount_cents, currency in rows
     }
 
 
-def _by_key(operation: dict[str, Any]) -> str:
-    return str(operation["idempotency_key"])
-
-
-def _result(row: Any) -> ProviderResult:
-    return ProviderResult(
-        approved=row.approved,
-        operation_id=row.operation_id,
-        decline_code=row.decline_code,
-        amount_cents=row.amount_cents,
-        currency=row.currency,
-    )
-
-
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
-# RETURNING makes SQLAlchemy send the rows as one multi-row INSERT ("insertmanyvalues"); a key
-# already in the ledger returns nothing (DO NOTHING waits for a racing insert to commit first, so
-# the following lookup, a statement of its own, sees it).
-_RECORD = insert(ops).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(ops)
-_LOOKUP = sa.select(ops).where(
-    ops.c.idempotency_key == sa.any_(sa.bindparam("keys", type_=sa.ARRAY(sa.Text)))
+# Raw, per batch (why: the class's docstring), built once; arrays go as %b, binary (psycopg
+# writes a text array element by element in Python). The rows keep the keys' order (WITH
+# ORDINALITY), and a key already in the ledger returns nothing (DO NOTHING waits for a racing
+# insert to commit first, so the following lookup, a statement of its own, sees it).
+_RECORD = (
+    "INSERT INTO sandbox_provider_operations"
+    " (idempotency_key, kind, operation_id, approved, decline_code, amount_cents, currency)"
+    " SELECT k, t, o, a, d, c, cur"
+    " FROM unnest(%b::text[], %b::text[], %b::text[], %b::boolean[], %b::text[], %b::bigint[], %b::text[])"
+    " WITH ORDINALITY AS v(k, t, o, a, d, c, cur, n) ORDER BY n"
+    " ON CONFLICT (idempotency_key) DO NOTHING"
+    " RETURNING idempotency_key, approved, operation_id, decline_code, amount_cents, currency"
+)
+# Raw, per batch: the first answers under the keys.
+_LOOKUP = (
+    "SELECT idempotency_key, approved, operation_id, decline_code, amount_cents, currency"
+    " FROM sandbox_provider_operations WHERE idempotency_key = ANY(%b::text[])"
 )

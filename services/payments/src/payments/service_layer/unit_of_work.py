@@ -11,5 +11,5 @@ class PaymentsUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.payments = PaymentRepository(self.connection)
+        self.payments = PaymentRepository(self.db)  # both its statements run per batch, on psycopg
         return self
