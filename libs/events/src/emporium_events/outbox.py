@@ -19,11 +19,12 @@ from emporium_events.topics import topic_for
 # Every row of a transaction in one statement, straight on psycopg: through SQLAlchemy Core the
 # same append cost ~0.4 ms more CPU per transaction (bench/results/dbclients). The rows keep the
 # order they were published in (WITH ORDINALITY), so one aggregate's ids follow its events;
-# created_at is clock_timestamp(), not now() (the transaction's start).
+# created_at is clock_timestamp(), not now() (the transaction's start). Arrays go binary (%b):
+# as text, psycopg escapes every envelope's JSON in Python (~900 µs for 50, ~50 µs binary).
 _APPEND = (
     "INSERT INTO outbox (event_id, topic, key, event_type, envelope, trace_headers, created_at)"
     " SELECT e, t, k, et, env::jsonb, th::jsonb, clock_timestamp()"
-    " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+    " FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
     " WITH ORDINALITY AS v(e, t, k, et, env, th, n) ORDER BY n"
 )
 
