@@ -15,9 +15,11 @@ class OrdersUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.orders = OrderRepository(self.connection)
-        self.idempotency = IdempotencyKeys(self.connection)
-        self.prices = CatalogPrices(self.connection)
+        # The statements every order pays for run on psycopg (``db``), the cold ones on
+        # SQLAlchemy (``connection``): one transaction, see orders.adapters.repository.
+        self.orders = OrderRepository(self.db, connection=self.connection)
+        self.idempotency = IdempotencyKeys(self.db, connection=self.connection)
+        self.prices = CatalogPrices(self.db)
         return self
 
     async def collect(self) -> None:
