@@ -34,12 +34,13 @@ async def engine(databases):
 
 @pytest.fixture
 def statements(monkeypatch):
-    """Every statement sent, through SQLAlchemy or straight on psycopg (both end in a psycopg cursor)."""
-    seen: list[str] = []
+    """Every statement sent, through SQLAlchemy or straight on psycopg (both end in a psycopg
+    cursor), with whether it was queued in a pipeline (sent with the others, one round trip)."""
+    seen: list[tuple[str, bool]] = []
     execute = psycopg.AsyncCursor.execute
 
     async def spy(self, query, params=None, **kwargs):
-        seen.append(query)
+        seen.append((query, self.connection.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF))
         return await execute(self, query, params, **kwargs)
 
     monkeypatch.setattr(psycopg.AsyncCursor, "execute", spy)
@@ -88,16 +89,34 @@ async def place(bus) -> PlaceOrder:
 async def test_a_placed_order_is_written_with_its_lines_and_history_in_one_statement(bus, statements):
     statements.clear()
     await place(bus)
-    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE", "WITH"))]
+    writes = [s for s, _ in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE", "WITH"))]
     # the order with its lines and history, then its OrderPlaced in the outbox
     assert len(writes) == 2, writes
+
+
+async def test_a_placed_order_its_idempotent_answer_and_its_event_reach_the_server_in_one_flight(
+    bus, statements
+):
+    statements.clear()
+    await bus.handle(command(key="k-1"))
+    # the key's claim and the prices are read first (the handler needs them); the writes are
+    # queued in one pipeline, sent together before the commit
+    assert [s.split()[:2] for s, pipelined in statements if pipelined] == [
+        ["WITH", "o"],
+        ["UPDATE", "idempotency_keys"],
+        ["INSERT", "INTO"],
+    ]
+    assert [s.split()[:3] for s, pipelined in statements if not pipelined][:2] == [
+        ["INSERT", "INTO", "idempotency_keys"],
+        ["SELECT", "product_id,", "sku,"],
+    ]
 
 
 async def test_an_order_that_fails_to_be_written_commits_nothing_not_even_its_key(bus, engine):
     first = command(key="k-1")
     assert not (await bus.handle(first)).replayed
     clash = command(key="k-2", order_id=first.order_id, customer_id=first.customer_id)
-    with pytest.raises(psycopg.errors.UniqueViolation):
+    with pytest.raises(psycopg.errors.UniqueViolation):  # raised in the pipeline, before COMMIT
         await bus.handle(clash)
     async with engine.connect() as conn:
         keys = (await conn.execute(sa.text("SELECT key, status_code FROM idempotency_keys"))).all()
@@ -146,5 +165,5 @@ async def test_a_batch_of_replies_moves_each_order_and_each_consequence_names_it
         ("orders.OrderConfirmed", str(replies[3].envelope.event_id)),
     ]
     # Two waves (order A twice); per wave: one load per event type, one UPDATE, one history INSERT.
-    updates = [s for s in statements if s.lstrip().upper().startswith("UPDATE ORDERS")]
+    updates = [s for s, _ in statements if s.lstrip().upper().startswith("UPDATE ORDERS")]
     assert len(updates) == 1, statements

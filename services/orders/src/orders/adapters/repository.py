@@ -159,7 +159,8 @@ class OrderRepository:
         return list(rows.scalars())
 
     async def write(self) -> None:
-        """Write what this transaction added and changed (see the class)."""
+        """Write what this transaction added and changed (see the class). No statement reads
+        another's result, so the unit of work can send them all in one pipeline."""
         for order_id, trace_id in self._new.items():
             await self._db.execute(_INSERT_ORDER, _insert_params(self._loaded[order_id], trace_id))
             self._loaded[order_id].new_history.clear()
@@ -285,12 +286,15 @@ class IdempotencyKeys:
     """Stored answers to requests made with an ``Idempotency-Key``, per customer.
 
     The key row is written in the same transaction as the order it answers for, so a retry
-    either finds the whole first answer or nothing at all.
+    either finds the whole first answer or nothing at all. ``claim`` and ``find`` run at once;
+    ``record`` keeps the answer until ``write``, which the unit of work calls before its commit,
+    with the order's own writes (one round trip for all of them).
     """
 
     def __init__(self, db: psycopg.AsyncConnection[Any], *, connection: AsyncConnection) -> None:
         self._db = db
         self._connection = connection  # the purge, a periodic job's, stays on SQLAlchemy
+        self._answers: list[tuple[Any, ...]] = []  # _RECORD_KEY's parameters, one per answer
 
     async def find(self, *, customer_id: UUID, key: str) -> StoredAnswer | None:
         row = await (await self._db.execute(_FIND_KEY, (customer_id, key))).fetchone()
@@ -307,7 +311,18 @@ class IdempotencyKeys:
     async def record(
         self, *, customer_id: UUID, key: str, status_code: int, response: dict[str, Any]
     ) -> None:
-        await self._db.execute(_RECORD_KEY, (status_code, Jsonb(response), customer_id, key))
+        """Store ``response`` as the key's answer, with this transaction's other writes."""
+        self._answers.append((status_code, Jsonb(response), customer_id, key))
+
+    @property
+    def pending(self) -> bool:
+        """Answers recorded and not yet written."""
+        return bool(self._answers)
+
+    async def write(self) -> None:
+        answers, self._answers = self._answers, []
+        for answer in answers:  # one per command, and a transaction runs one
+            await self._db.execute(_RECORD_KEY, answer)
 
     async def purge(self, *, older_than: datetime) -> int:
         result = await self._connection.execute(
