@@ -1,4 +1,5 @@
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
@@ -34,6 +35,10 @@ def app() -> FastAPI:
     @app.get("/db-down")
     async def db_down() -> dict:
         raise OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
+
+    @app.get("/deadlock")
+    async def deadlock() -> dict:  # what a statement run on psycopg directly raises, unwrapped
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
 
     @app.get("/bug")
     async def bug() -> dict:
@@ -80,6 +85,12 @@ async def test_http_errors_and_unknown_routes_are_problems_too(client):
 
 async def test_a_database_outage_is_503_with_retry_after_never_500(client):
     response = await client.get("/db-down")
+    is_problem(response, 503)
+    assert response.headers["retry-after"] == "5"
+
+
+async def test_a_deadlock_raised_by_psycopg_itself_is_a_503_too(client):
+    response = await client.get("/deadlock")
     is_problem(response, 503)
     assert response.headers["retry-after"] == "5"
 

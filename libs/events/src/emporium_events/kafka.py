@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -37,7 +38,18 @@ class PermanentError(Exception):
 
 # Errors that say "the database or network is away": retried without limit (the partition waits),
 # never dead-lettered, because the message itself is fine.
-TRANSIENT = (OperationalError, InterfaceError, PoolTimeout, ConnectionError, TimeoutError, OSError)
+# The hot statements run on psycopg directly (the unit of work's db), so psycopg's own errors
+# count too: a deadlock or a cut connection there is not wrapped by SQLAlchemy.
+TRANSIENT = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    PoolTimeout,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
 
 
 def make_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:

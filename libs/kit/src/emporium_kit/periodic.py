@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Periodic:
                     log.info("%s: %d done", self.name, done)
             except asyncio.CancelledError:
                 raise
-            except (SQLAlchemyError, OSError) as exc:
+            except (SQLAlchemyError, psycopg.Error, OSError) as exc:
                 log.warning("%s failed, retrying in %.1fs: %r", self.name, self._interval, exc)
             except Exception:  # a bug in one run must not end the job for the life of the service
                 log.exception("%s failed unexpectedly; running again in %.1fs", self.name, self._interval)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -75,6 +76,8 @@ def install(app: FastAPI, error_status: Mapping[type[Exception], int]) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
+    @app.exception_handler(psycopg.OperationalError)  # raised by the statements run on psycopg directly
+    @app.exception_handler(psycopg.InterfaceError)
     @app.exception_handler(PoolTimeout)
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %r", exc)
