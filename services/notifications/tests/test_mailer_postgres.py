@@ -2,8 +2,9 @@
 
 import asyncio
 from datetime import timedelta
-from email import message_from_bytes
-from uuid import uuid4
+from email import message_from_bytes, policy
+from email.utils import parsedate_to_datetime
+from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 
@@ -65,6 +66,24 @@ async def pending(sessions, count: int) -> None:
                 for i in range(count)
             ],
         )
+
+
+async def one_pending(sessions, *, email_to: str, subject: str, body: str) -> UUID:
+    id = uuid4()
+    async with sessions() as s, s.begin():
+        await s.execute(
+            sa.insert(n).values(
+                id=id,
+                customer_id=uuid4(),
+                order_id=uuid4(),
+                type="order_confirmed",
+                subject=subject,
+                body=body,
+                email_to=email_to,
+                email_status="PENDING",
+            )
+        )
+    return id
 
 
 async def statuses(sessions) -> list[tuple[str, int]]:
@@ -221,3 +240,59 @@ async def test_a_sender_stopped_mid_batch_hands_back_at_once_the_mails_it_had_no
     assert (
         states == [("PENDING", False, True)] + [("PENDING", True, False)] * 6 + [("SENT", False, False)] * 3
     )
+
+
+async def test_a_mail_has_its_headers_with_a_non_ascii_subject_encoded_and_no_line_break_adds_a_header(
+    sessions, tmp_path
+):
+    subject = "Ihre Bestellung ist bestätigt ✓ – merci, Zoë"
+    sent = await one_pending(sessions, email_to="ada@example.com", subject=subject, body="Grüße,\nEmporium")
+    await one_pending(
+        sessions, email_to="eve@example.com\r\nBcc: mallory@example.com", subject="Hi", body="x"
+    )
+    await one_pending(
+        sessions, email_to="eve@example.com", subject="Hi\r\nBcc: mallory@example.com", body="x"
+    )
+    await one_pending(sessions, email_to="eve@example.com", subject="Hi\nBcc: mallory@example.com", body="x")
+    async with SmtpSink(maildir=tmp_path / "mail") as sink:
+        sender = SmtpSender(
+            host="127.0.0.1",
+            port=sink.port,
+            sender="Boutique Émile <shop@example.com>",
+            sessions=lambda: sessions,
+        )
+        assert await sender.send_due() == 4
+        await sender.stop()
+        [path] = sink.messages()
+    raw = path.read_bytes()
+    envelope, _, text = raw.partition(b"X-Sink-Rcpt-To: <ada@example.com>\r\n")
+    assert envelope == b"X-Sink-Mail-From: <shop@example.com>\r\n"
+    head = text.partition(b"\r\n\r\n")[0]
+    assert head.isascii() and b"=?utf-8?" in head and b"mallory" not in raw
+    mail = message_from_bytes(text, policy=policy.default)
+    assert mail.keys() == [
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+    ]
+    assert (mail["From"].addresses[0].display_name, mail["From"].addresses[0].addr_spec) == (
+        "Boutique Émile",
+        "shop@example.com",
+    )
+    assert (str(mail["To"]), str(mail["Subject"])) == ("ada@example.com", subject)
+    assert parsedate_to_datetime(mail["Date"]).utcoffset() == timedelta(0)
+    assert mail["Message-ID"] == f"<{sent}@example.com>"  # the same on a resend
+    assert (mail["MIME-Version"], mail.get_content_type(), mail.get_content_charset()) == (
+        "1.0",
+        "text/plain",
+        "utf-8",
+    )
+    assert mail.get_content().replace("\r\n", "\n") == "Grüße,\nEmporium\n"
+    assert not mail.defects and all(not mail[name].defects for name in mail.keys())
+    # The three with a line break in a header value: refused, counted as a failed attempt.
+    assert await statuses(sessions) == [("PENDING", 1)] * 3 + [("SENT", 1)]

@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
 from uuid import uuid4
 
 import aiosmtplib
@@ -41,6 +40,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from emporium_events import correlation, tracing
+from notifications.adapters.mail_message import MailWriter
 from notifications.adapters.repository import MailFailure, MailQueue, OutgoingMail, Settlement
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ SMTP_TIMEOUT = 5.0  # seconds, per SMTP command
 # its 90 s lease unless the settling statement takes more than the ~10 s left.
 LEASE = timedelta(seconds=90)
 
-_SMTP_ERRORS = (aiosmtplib.SMTPException, OSError, ValueError)  # ValueError: an unsendable address
+# ValueError: an address or a subject that cannot be written or sent safely (MailWriter, aiosmtplib)
+_SMTP_ERRORS = (aiosmtplib.SMTPException, OSError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ class SmtpSender:
         lease: timedelta = LEASE,
         metrics: MailMetrics | None = None,
     ) -> None:
-        self._host, self._port, self._from = host, port, sender
+        self._host, self._port = host, port
+        self._writer = MailWriter(sender)  # a sender that cannot be written fails here, not per mail
         self._queue = MailQueue(sessions)
         self._poll = poll_seconds
         self._batch_size = batch_size
@@ -227,7 +229,10 @@ class SmtpSender:
                 },
             ) as span:
                 try:
-                    await session.send(self._message(mail))
+                    message = self._writer.write(
+                        id=mail.id, to=mail.email_to, subject=mail.subject, body=mail.body
+                    )
+                    await session.send(self._writer.envelope_from, mail.email_to, message)
                 except (_Unreachable, *_SMTP_ERRORS) as exc:
                     span.set_status(trace.Status(trace.StatusCode.ERROR, "not delivered; retried later"))
                     # Logged in the order's trace, with its order id.
@@ -238,12 +243,6 @@ class SmtpSender:
                     raise
         finally:
             correlation.order_id.reset(order)
-
-    def _message(self, mail: OutgoingMail) -> EmailMessage:
-        message = EmailMessage()
-        message["From"], message["To"], message["Subject"] = self._from, mail.email_to, mail.subject
-        message.set_content(mail.body)
-        return message
 
     @staticmethod
     def _failure(mail: OutgoingMail, exc: BaseException) -> MailFailure:
@@ -274,12 +273,13 @@ class _Session:
         self._host, self._port, self._on_open = host, port, on_open
         self._smtp: aiosmtplib.SMTP | None = None
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, sender: str, recipient: str, message: bytes) -> None:
+        options = () if recipient.isascii() else ("SMTPUTF8",)
         dropped: Exception | None = None
         for _ in range(2):
             smtp = self._smtp or await self._open()
             try:
-                await smtp.send_message(message)
+                await smtp.sendmail(sender, [recipient], message, mail_options=options)
                 return
             except aiosmtplib.SMTPResponseException as exc:
                 if exc.code != 421:
