@@ -153,7 +153,9 @@ class SmtpSender:
             try:
                 await self._task
             except asyncio.CancelledError:
-                pass
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():  # stop() itself was cancelled
+                    raise
         await self._smtp.close()
 
     async def _run(self) -> None:
