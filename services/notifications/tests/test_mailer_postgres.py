@@ -310,20 +310,19 @@ async def test_two_batches_in_a_row_go_out_over_one_smtp_session_which_stop_clos
         assert (sink.received, sink.connections, metrics.sessions._value.get()) == (3, 1, 1)
         assert sink.ended == 0
         await sender.stop()
-        await asyncio.sleep(0.1)  # the sink sees the session end
-        assert sink.ended == 1
+        await until(lambda: sink.ended == 1)
     assert await statuses(sessions) == [("SENT", 1)] * 3
 
 
 async def test_a_kept_session_is_closed_once_idle_and_the_next_mail_opens_another(sessions, tmp_path):
     async with WatchedSink(maildir=tmp_path / "mail") as sink:
-        sender = sender_for(sessions, sink, poll_seconds=0.05, idle_seconds=0.3)
+        sender = sender_for(sessions, sink, poll_seconds=0.05, idle_seconds=1.0)
         await sender.start()
         try:
             await pending(sessions, 1)
             sender.notify()
             await until(lambda: sink.received == 1)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)
             assert sink.ended == 0  # kept while not yet idle long enough
             await until(lambda: sink.ended == 1)
             await pending(sessions, 1, first=1)
@@ -339,11 +338,11 @@ async def test_a_kept_session_is_closed_once_idle_and_the_next_mail_opens_anothe
 async def test_a_session_the_server_closed_while_idle_is_opened_again_and_the_mail_goes_out_once(
     sessions, tmp_path, at_once
 ):
-    async with IdleTimeoutSink(maildir=tmp_path / "mail", idle=0.2, at_once=at_once) as sink:
+    async with IdleTimeoutSink(maildir=tmp_path / "mail", idle=0.5, at_once=at_once) as sink:
         sender = sender_for(sessions, sink)
         await pending(sessions, 1)
         assert await sender.send_due() == 1
-        await asyncio.sleep(0.5)  # the server's idle timeout passes; the sender's (5 s) does not
+        await asyncio.sleep(1.0)  # the server's idle timeout passes; the sender's (5 s) does not
         await pending(sessions, 1, first=1)
         assert await sender.send_due() == 1
         assert (sink.received, sink.connections) == (2, 2)
