@@ -28,6 +28,7 @@ def build_app(settings: NotificationsSettings | None = None) -> FastAPI:
         host=settings.smtp_host,
         port=settings.smtp_port,
         sender=settings.mail_from,
+        idle_seconds=settings.smtp_idle_seconds,
         sessions=lambda: runtime.session_factory,
     )
     runtime.resources.append(sender)
