@@ -1,43 +1,54 @@
-"""Writes: notifications as the handlers record them, and the mail queue the sender works on."""
+"""Writes: notifications as the handlers record them, and the mail queue the sender works on.
+
+What runs for every batch goes straight to psycopg, without SQLAlchemy's execution layer
+(SQLAlchemy Core cost ~95 µs of client CPU per execute over raw psycopg, bench/results/dbclients;
+a batch of one mail cost ~2.3 ms of client CPU in the database claim and settle): the handlers'
+insert of a batch's notifications, on the unit of work's ``db`` in its transaction, and the
+sender's claim and settle, on a pooled connection of their own in autocommit. The views and the
+admin's statements stay on SQLAlchemy.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from notifications.adapters.orm import notifications as n
 from notifications.domain.model import Notification
 
 
 class NotificationRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
+    def __init__(self, db: psycopg.AsyncConnection[Any]) -> None:
+        self._db = db
 
     async def add_many(self, notifications: Sequence[tuple[Notification, dict[str, str]]]) -> int:
         """One INSERT for all of them; an order's second notification of one type is left out
-        (``one_notification_per_order_and_type``). Returns how many were recorded."""
+        (``one_notification_per_order_and_type``; within a batch the first one wins). Returns how
+        many were recorded."""
         if not notifications:
             return 0
-        rows = [
-            {
-                **asdict(note),
-                "email_status": "PENDING" if note.email_to else "SKIPPED",
-                "trace_headers": carrier,
-            }
-            for note, carrier in notifications
-        ]
-        return len((await self._connection.execute(_ADD, rows)).all())
-
-
-# RETURNING makes SQLAlchemy send many rows as one multi-row INSERT ("insertmanyvalues").
-_ADD = insert(n).on_conflict_do_nothing(constraint="one_notification_per_order_and_type").returning(n.c.id)
+        cursor = await self._db.execute(
+            _ADD,
+            (
+                [note.id for note, _ in notifications],
+                [note.customer_id for note, _ in notifications],
+                [note.order_id for note, _ in notifications],
+                [note.type for note, _ in notifications],
+                [note.subject for note, _ in notifications],
+                [note.body for note, _ in notifications],
+                [note.email_to for note, _ in notifications],
+                ["PENDING" if note.email_to else "SKIPPED" for note, _ in notifications],
+                [json.dumps(carrier, separators=(",", ":")) for _, carrier in notifications],
+            ),
+        )
+        return cursor.rowcount  # the rows inserted: DO NOTHING counts none for a conflict
 
 
 @dataclass(frozen=True)
@@ -75,91 +86,100 @@ class MailQueue:
     """The pending mail, for the sender. A claim is a lease: the claimed mails' next attempt
     moves past the lease and they carry the claim's token, so no other sender takes them until
     the lease ends, and a claim whose sender died ends by itself. Only the holder of the token
-    settles a mail. No transaction stays open while SMTP talks: every method is one statement,
-    run in autocommit (one round trip each, no BEGIN or COMMIT)."""
+    settles a mail. No transaction stays open while SMTP talks: every statement runs in
+    autocommit (its own transaction, one round trip each, no BEGIN or COMMIT), on a pooled
+    connection taken without a session."""
 
     def __init__(self, sessions: Callable[[], async_sessionmaker[AsyncSession]]) -> None:
-        self._sessions = sessions
+        self._sessions = sessions  # resolved per call: the engine exists only once the service runs
 
     async def claim(self, *, token: UUID, limit: int, lease: timedelta) -> list[OutgoingMail]:
         """Up to ``limit`` due mails, the longest waiting first, skipping any another sender is
         claiming this instant (SKIP LOCKED: concurrent claims take disjoint sets)."""
-        rows = await self._run(_CLAIM, {"token": token, "limit": limit, "lease": lease})
-        return [OutgoingMail(**row) for row in rows]
+        async with self._autocommit() as db:
+            cursor = await db.execute(_CLAIM, (limit, lease, token))
+            return [OutgoingMail(*row) for row in await cursor.fetchall()]
 
     async def settle(self, settlement: Settlement) -> None:
-        """One statement per outcome that has mails. Running it again changes nothing (the
-        first run cleared the token)."""
-        token = settlement.token
-        if settlement.sent:
-            await self._run(_MARK_SENT, {"token": token, "ids": settlement.sent})
-        if settlement.failed:
-            failed = settlement.failed
-            await self._run(
-                _RECORD_FAILURES,
-                {
-                    "token": token,
-                    "ids": [f.id for f in failed],
-                    "attempts": [f.attempts for f in failed],
-                    "statuses": [f.status for f in failed],
-                    "errors": [f.error for f in failed],
-                    "retry_in": [f.retry_in for f in failed],
-                },
-            )
-        if settlement.released:
-            await self._run(_RELEASE, {"token": token, "ids": settlement.released})
+        """One statement per outcome that has mails, each its own transaction. Running it again
+        changes nothing (the first run cleared the token)."""
+        token, failed = settlement.token, settlement.failed
+        if not (settlement.sent or failed or settlement.released):
+            return
+        async with self._autocommit() as db:
+            if settlement.sent:
+                await db.execute(_MARK_SENT, (settlement.sent, token))
+            if failed:
+                await db.execute(
+                    _RECORD_FAILURES,
+                    (
+                        [f.id for f in failed],
+                        [f.attempts for f in failed],
+                        [f.status for f in failed],
+                        [f.error for f in failed],
+                        [f.retry_in for f in failed],
+                        token,
+                    ),
+                )
+            if settlement.released:
+                await db.execute(_RELEASE, (settlement.released, token))
 
-    async def _run(self, statement: sa.Executable, params: dict[str, Any]) -> list[dict[str, Any]]:
-        async with self._sessions()() as session:
-            conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            result = await conn.execute(statement, params)
-            return [dict(row) for row in result.mappings()] if result.returns_rows else []
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in autocommit, as its psycopg connection: each statement is its
+        own transaction, and the pool resets the isolation level when it takes it back."""
+        engine = self._sessions().kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("the mail queue needs a session factory bound to an AsyncEngine")
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            raw = await connection.get_raw_connection()
+            yield cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
 
 
-# The statements, built once (building one costs more CPU than running it).
-_due = (
-    sa.select(n.c.id)
-    .where(n.c.email_status == "PENDING", n.c.next_attempt_at <= sa.func.now())
-    .order_by(n.c.next_attempt_at)
-    .limit(sa.bindparam("limit", type_=sa.Integer))
-    .with_for_update(skip_locked=True)
-    .cte("due")
+# Raw, per batch (why: the module's docstring), built once. Arrays go as %b, binary: psycopg
+# writes a text array element by element in Python, several times slower.
+
+# Raw, per batch of events: the notifications in one INSERT, in the batch's order (WITH
+# ORDINALITY: of two with one order and type, the first is kept), the trace headers as JSON text.
+_ADD = (
+    "INSERT INTO notifications"
+    " (id, customer_id, order_id, type, subject, body, email_to, email_status, trace_headers)"
+    " SELECT i, c, o, t, s, b, e, st, th::jsonb"
+    " FROM unnest(%b::uuid[], %b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[],"
+    " %b::text[], %b::text[]) WITH ORDINALITY AS v(i, c, o, t, s, b, e, st, th, n) ORDER BY n"
+    " ON CONFLICT ON CONSTRAINT one_notification_per_order_and_type DO NOTHING"
 )
+# Raw, per pass of the sender: claim up to a limit of due mails, the longest waiting first,
+# skipping those another claim holds locked; their next attempt moves past the lease and they
+# carry the token. 'PENDING' is written out, so that the partial index on pending mail
+# (notifications_email_pending) serves a prepared statement's generic plan too.
 _CLAIM = (
-    sa.update(n)
-    .where(n.c.id == _due.c.id)
-    .values(
-        claim_token=sa.bindparam("token", type_=sa.Uuid),
-        next_attempt_at=sa.func.now() + sa.bindparam("lease", type_=sa.Interval),
-    )
-    .returning(
-        n.c.id,
-        n.c.order_id,
-        n.c.email_to,
-        n.c.subject,
-        n.c.body,
-        n.c.email_attempts.label("attempts"),
-        n.c.trace_headers,
-    )
+    "WITH due AS (SELECT id FROM notifications"
+    " WHERE email_status = 'PENDING' AND next_attempt_at <= now()"
+    " ORDER BY next_attempt_at LIMIT %s::integer FOR UPDATE SKIP LOCKED)"
+    " UPDATE notifications SET next_attempt_at = now() + %s::interval, claim_token = %s::uuid"
+    " FROM due WHERE notifications.id = due.id"
+    " RETURNING notifications.id, notifications.order_id, notifications.email_to,"
+    " notifications.subject, notifications.body, notifications.email_attempts,"
+    " notifications.trace_headers"
 )
-_held = (
-    n.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Uuid))),
-    n.c.claim_token == sa.bindparam("token", type_=sa.Uuid),
-)
+# Raw, per pass: the settle's statements touch only the mails that still carry the claim's token.
 _MARK_SENT = (
-    sa.update(n)
-    .where(*_held)
-    .values(
-        email_status="SENT", email_attempts=n.c.email_attempts + 1, sent_at=sa.func.now(), claim_token=None
-    )
+    "UPDATE notifications SET email_status = 'SENT', email_attempts = email_attempts + 1,"
+    " sent_at = now(), claim_token = NULL"
+    " WHERE id = ANY(%b::uuid[]) AND claim_token = %s::uuid"
 )
-_RELEASE = sa.update(n).where(*_held).values(next_attempt_at=sa.func.now(), claim_token=None)
+_RELEASE = (
+    "UPDATE notifications SET next_attempt_at = now(), claim_token = NULL"
+    " WHERE id = ANY(%b::uuid[]) AND claim_token = %s::uuid"
+)
 # Each failed mail's own attempts, status, error and retry, from arrays.
-_RECORD_FAILURES = sa.text(
+_RECORD_FAILURES = (
     "UPDATE notifications SET email_attempts = f.attempts, email_status = f.status,"
     " email_error = f.error, next_attempt_at = now() + f.retry_in * interval '1 second',"
     " claim_token = NULL"
-    " FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[]), CAST(:statuses AS text[]),"
-    " CAST(:errors AS text[]), CAST(:retry_in AS integer[])) AS f(id, attempts, status, error, retry_in)"
-    " WHERE notifications.id = f.id AND notifications.claim_token = :token"
+    " FROM unnest(%b::uuid[], %b::integer[], %b::text[], %b::text[], %b::integer[])"
+    " AS f(id, attempts, status, error, retry_in)"
+    " WHERE notifications.id = f.id AND notifications.claim_token = %s::uuid"
 )

@@ -12,5 +12,5 @@ class NotificationsUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.notifications = NotificationRepository(self.connection)
+        self.notifications = NotificationRepository(self.db)
         return self
