@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -293,6 +294,8 @@ class Bench:
             "seconds": seconds,
             "accepted": len(accepted),
             "errors": len(posts) - len(accepted),
+            # Which statuses the errors were (0: no answer in time): a step refused for errors says why.
+            "error_statuses": dict(Counter(str(s.status) for s in posts if s.status != 202)),
             "unfinished": unfinished,
             "late_starts": run.late_starts,
             "achieved_rate": round(len(done) / max(max(s.finished for s in posts) - since, 1e-9), 1)
@@ -315,7 +318,8 @@ class Bench:
         result["why_not"] = why_not = unsustainable(result, posts=len(posts), late=run.late_starts)
         result["sustainable"] = not why_not
         print(
-            f"  checkout {rate:6.1f}/s: accepted {len(accepted)}, errors {result['errors']}, "
+            f"  checkout {rate:6.1f}/s: accepted {len(accepted)}, errors {result['errors']}"
+            f"{' ' + str(result['error_statuses']) if result['errors'] else ''}, "
             f"POST p99 {result['post_ms']['p99']} ms, completion p50 {completion['p50']} p99 {completion['p99']} ms, "
             f"unfinished {unfinished}, settled in {settle['seconds']} s: {settle['settled']}, "
             f"CPU {result['cpu_ms_per_order_system']} ms/order (+ vegeta {cpu[LOAD_GENERATOR]}) "
