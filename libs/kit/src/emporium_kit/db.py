@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
@@ -22,3 +27,19 @@ def make_engine(url: str, *, pool_size: int = 6) -> AsyncEngine:
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def autocommit(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A connection from the pool of ``sessions``' engine, in autocommit, as its psycopg connection
+    (for statements run on psycopg directly): each statement is its own transaction, and the pool
+    resets the isolation level when it takes the connection back."""
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError("autocommit needs a session factory bound to an AsyncEngine")
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        raw = await connection.get_raw_connection()
+        yield cast("psycopg.AsyncConnection[Any]", raw.driver_connection)

@@ -11,16 +11,17 @@ admin's statements stay on SQLAlchemy.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 import psycopg
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from emporium_kit.db import autocommit
 from notifications.domain.model import Notification
 
 
@@ -124,17 +125,8 @@ class MailQueue:
             if settlement.released:
                 await db.execute(_RELEASE, (settlement.released, token))
 
-    @asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection in autocommit, as its psycopg connection: each statement is its
-        own transaction, and the pool resets the isolation level when it takes it back."""
-        engine = self._sessions().kw.get("bind")
-        if not isinstance(engine, AsyncEngine):
-            raise TypeError("the mail queue needs a session factory bound to an AsyncEngine")
-        async with engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            raw = await connection.get_raw_connection()
-            yield cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
+    def _autocommit(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return autocommit(self._sessions())
 
 
 # Raw, per batch (why: the module's docstring), built once. Arrays go as %b, binary: psycopg

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 from uuid import uuid4
 
 import psycopg
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from emporium_kit.db import autocommit
 
 
 @dataclass(frozen=True)
@@ -119,17 +121,8 @@ class SandboxProvider:
                 made.update(_results(await cursor.fetchall()))
         return made
 
-    @asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection in autocommit, as its psycopg connection: each statement is its
-        own transaction, and the pool resets the isolation level when it takes it back."""
-        engine = self._sessions().kw.get("bind")
-        if not isinstance(engine, AsyncEngine):
-            raise TypeError("the sandbox provider needs a session factory bound to an AsyncEngine")
-        async with engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            raw = await connection.get_raw_connection()
-            yield cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
+    def _autocommit(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return autocommit(self._sessions())
 
 
 def _operation(key: str, kind: str, decline: str | None, amount_cents: int, currency: str) -> tuple[Any, ...]:
