@@ -68,7 +68,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -88,6 +88,7 @@ from emporium_events import tracing
 from emporium_events.failpoints import crash_point
 from emporium_events.metrics import MessagingMetrics
 from emporium_events.outbox import BACKLOG_AND_DEAD_LETTERS, age_seconds
+from emporium_events.unit_of_work import psycopg_of
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._batch_lock = asyncio.Lock()
         self._lease: AsyncConnection | None = None
+        self._lease_db: psycopg.AsyncConnection[Any] | None = None  # the lease's psycopg connection
         self._observed = 0.0
         self._backoff = 0.1
         self._tracer = trace.get_tracer("emporium.outbox")
@@ -188,15 +190,14 @@ class OutboxRelay:
         taken for this one transaction (``pg_try_advisory_xact_lock``), and nothing (0) while
         another relay holds it."""
         async with self._batch_lock:
-            if (conn := self._lease) is not None:
+            if (conn := self._lease) is not None and (db := self._lease_db) is not None:
                 async with conn.begin():
-                    rows = await self._claim_and_send(_driver(await conn.get_raw_connection()))
+                    rows = await self._claim_and_send(db)
             else:
                 async with self._session_factory() as session, session.begin():
                     if not await session.scalar(_TRY_LEASE_FOR_TRANSACTION):
                         return 0
-                    raw = await (await session.connection()).get_raw_connection()
-                    rows = await self._claim_and_send(_driver(raw))
+                    rows = await self._claim_and_send(await psycopg_of(await session.connection()))
         for (topic, event_type), n in Counter((row.topic, row.event_type) for row in rows).items():
             self._metrics.published.labels(topic, event_type).inc(n)  # per batch, not per row
         return len(rows)
@@ -217,7 +218,7 @@ class OutboxRelay:
                 log.warning("outbox relay lost the outbox lease (%r); standing by", exc)
             raise
         finally:
-            self._lease = None
+            self._lease = self._lease_db = None
             self._metrics.outbox_relay_leader.set(0)
             # Closing ends the session, which releases the lease at once (a clean hand-over).
             try:
@@ -236,7 +237,7 @@ class OutboxRelay:
         await conn.execution_options(isolation_level="READ COMMITTED")
         log.info(
             "outbox relay took the outbox lease (backend pid %d); publishing",
-            _driver(await conn.get_raw_connection()).info.backend_pid,
+            (await psycopg_of(conn)).info.backend_pid,
         )
 
     async def _wait_in_line(self, conn: AsyncConnection) -> None:
@@ -264,7 +265,7 @@ class OutboxRelay:
                 await asyncio.gather(granted, return_exceptions=True)
 
     async def _lead(self, conn: AsyncConnection) -> None:
-        listener = _driver(await conn.get_raw_connection())
+        listener = self._lease_db = await psycopg_of(conn)
         self._lease = conn
         self._metrics.outbox_relay_leader.set(1)
         while True:
@@ -385,10 +386,6 @@ def _lease_engine(session_factory: async_sessionmaker[AsyncSession], *, idle_sec
             "application_name": "emporium-outbox-relay",
         },
     )
-
-
-def _driver(raw: Any) -> psycopg.AsyncConnection[Any]:
-    return cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
 
 
 class _Claimed(NamedTuple):

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from emporium_events.bus import Delivery
 
 
+async def psycopg_of(connection: AsyncConnection) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under a SQLAlchemy one: statements run on it share its transaction."""
+    raw = await connection.get_raw_connection()
+    return cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
+
+
 class UnitOfWork:
     """One database transaction: the aggregate change, the inbox claim and the outbox rows.
 
@@ -54,8 +60,7 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         self.connection: AsyncConnection = await self._engine.connect()
         await self.connection.begin()
-        raw = await self.connection.get_raw_connection()
-        self.db = cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
+        self.db = await psycopg_of(self.connection)
         self._rows = []
         return self
 

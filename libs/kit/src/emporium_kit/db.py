@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from emporium_events.unit_of_work import psycopg_of
 
 
 def make_engine(url: str, *, pool_size: int = 6) -> AsyncEngine:
@@ -41,5 +43,4 @@ async def autocommit(
         raise TypeError("autocommit needs a session factory bound to an AsyncEngine")
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
-        raw = await connection.get_raw_connection()
-        yield cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
+        yield await psycopg_of(connection)
